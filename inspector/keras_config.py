@@ -1,0 +1,341 @@
+"""Parse a Keras model config (Keras 3 or Keras 2 spelling) into a flat, ordered layer graph.
+
+The same parser serves ``.keras`` (``config.json``), legacy ``.h5`` (``model_config``), SavedModel
+metadata (``keras_metadata.pb`` / ``saved_model.pb``) and live models (``serialize_keras_object``).
+Facts used here are in FORMATS.md sections 1.3 and 1.5:
+
+* Functional ``model.layers`` includes InputLayers; Sequential excludes its automatic InputLayer.
+* Raw-op nodes (``module`` under ``keras.src.ops``) are not layers: no weights, no HDF5 group.
+* A ``.keras`` file names each layer's HDF5 group ``snake_case(class)`` with ``_1``, ``_2`` ... per container.
+* A layer's output shape is recorded by its consumers (``__keras_tensor__`` shapes), so it is known
+  exactly for every layer that feeds another one; the rest come from :mod:`inspector.shapes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .kinds import CONTAINER_CLASSES, is_raw_op, snake_case
+from .records import Shape
+
+__all__ = ["ConfigLayer", "ModelGraph", "parse_model_config"]
+
+
+@dataclass
+class ConfigLayer:
+    """One layer (or nested model) as the config describes it."""
+
+    path: str
+    class_name: str
+    config: dict[str, Any]
+    module: str | None = None
+    registered_name: str | None = None
+    container_path: str = ""  # path of the enclosing nested model ('' at top level)
+    group: str | None = None  # HDF5 group name inside the container's 'layers' group (.keras files)
+    is_container: bool = False
+    trainable: bool = True  # effective: false if the layer or any enclosing model is frozen
+    input_shape: Shape | list[Shape] | None = None
+    output_shape: Shape | list[Shape] | None = None
+    inbound: list[str] = field(default_factory=list)  # producer paths (containers resolved later)
+    custom: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass
+class ModelGraph:
+    """The flattened layers of a model config, in model order (containers precede their layers)."""
+
+    name: str | None
+    class_name: str
+    layers: list[ConfigLayer]
+    input_shapes: list[Shape] = field(default_factory=list)
+    output_paths: list[str] = field(default_factory=list)
+    has_layer_list: bool = True  # False for subclassed models, whose config lists no layers
+
+    def leaves(self) -> Iterator[ConfigLayer]:
+        return (layer for layer in self.layers if not layer.is_container)
+
+    def by_path(self) -> dict[str, ConfigLayer]:
+        return {layer.path: layer for layer in self.layers}
+
+
+def _shape(value: Any) -> Shape | list[Shape] | None:
+    """Normalise a config shape (list, TensorShape dict, list of shapes) to tuples."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if value.get("class_name") == "TensorShape":
+            return _shape(value.get("items"))
+        if "shape" in value:
+            return _shape(value["shape"])
+        return None
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple, Mapping)) for v in value):
+            return [s for s in (_shape(v) for v in value) if s is not None]  # type: ignore[misc]
+        return tuple(None if v is None else int(v) for v in value)
+    return None
+
+
+def _is_custom(entry: Mapping[str, Any]) -> bool:
+    module = entry.get("module")
+    registered = entry.get("registered_name")
+    if registered and ">" in str(registered):
+        return True
+    if entry.get("class_name") in ("Lambda", "TFOpLambda"):
+        return True
+    return module is not None and not str(module).startswith(("keras", "tf_keras", "tensorflow"))
+
+
+def _input_layer_shape(cfg: Mapping[str, Any]) -> Shape | None:
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    if shape is None and cfg.get("input_shape") is not None:
+        shape = [None, *cfg["input_shape"]]
+    if shape is None and cfg.get("shape") is not None:
+        shape = [None, *cfg["shape"]]
+    result = _shape(shape)
+    return result if isinstance(result, tuple) else None
+
+
+def _walk_tensors(obj: Any) -> Iterator[tuple[str, int, int, Shape | None]]:
+    """Yield (layer name, node index, tensor index, shape) for every tensor reference in inbound args."""
+    if isinstance(obj, Mapping):
+        if obj.get("class_name") == "__keras_tensor__":
+            cfg = obj.get("config", {})
+            hist = cfg.get("keras_history") or [None, 0, 0]
+            shape = _shape(cfg.get("shape"))
+            yield str(hist[0]), int(hist[1]), int(hist[2]), shape if isinstance(shape, tuple) else None
+            return
+        for value in obj.values():
+            yield from _walk_tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        # Keras 2 spelling: [layer_name, node_index, tensor_index, kwargs]
+        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int) and isinstance(obj[2], int):
+            yield obj[0], obj[1], obj[2], None
+            return
+        for value in obj:
+            yield from _walk_tensors(value)
+
+
+def _io_names(value: Any) -> list[str]:
+    """Names in ``input_layers`` / ``output_layers``: a triple, a list of triples, or a dict of them."""
+    if isinstance(value, Mapping):
+        return [n for v in value.values() for n in _io_names(v)]
+    if isinstance(value, (list, tuple)):
+        if len(value) >= 1 and isinstance(value[0], str):
+            return [value[0]]
+        return [n for v in value for n in _io_names(v)]
+    return []
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.layers: list[ConfigLayer] = []
+        self.container_outputs: dict[str, list[str]] = {}
+        self.container_inputs: dict[str, list[str]] = {}
+
+    def container(self, entry: Mapping[str, Any], prefix: str, inbound: list[str], trainable: bool) -> None:
+        class_name = entry.get("class_name", "")
+        cfg = entry.get("config") or {}
+        trainable = trainable and cfg.get("trainable", True) is not False
+        if class_name == "Sequential":
+            self.sequential(cfg, prefix, inbound, trainable, entry)
+        else:
+            self.functional(cfg, prefix, trainable)
+
+    def _new_layer(self, entry: Mapping[str, Any], prefix: str, trainable: bool) -> ConfigLayer:
+        cfg = dict(entry.get("config") or {})
+        name = str(cfg.get("name") or entry.get("name") or entry.get("class_name", "layer"))
+        class_name = str(entry.get("class_name", ""))
+        if "layers" in cfg and class_name not in CONTAINER_CLASSES and "Sequential" not in class_name:
+            # A Model subclass registered under its own name but serialised as Functional.
+            pass
+        build = entry.get("build_config") or {}
+        input_shape = _shape(build.get("input_shape")) if isinstance(build, Mapping) else None
+        if input_shape is None:
+            input_shape = _shape(cfg.get("build_input_shape")) or _shape(entry.get("build_input_shape"))
+        layer = ConfigLayer(
+            path=f"{prefix}{name}",
+            class_name=class_name,
+            config=cfg,
+            module=entry.get("module"),
+            registered_name=entry.get("registered_name"),
+            container_path=prefix.rstrip("/"),
+            is_container=_is_container(entry),
+            trainable=trainable and cfg.get("trainable", True) is not False,
+            input_shape=input_shape,
+            custom=_is_custom(entry),
+        )
+        if class_name == "InputLayer":
+            layer.output_shape = _input_layer_shape(cfg)
+            layer.input_shape = layer.output_shape
+        return layer
+
+    def _assign_groups(self, members: list[ConfigLayer]) -> None:
+        used: dict[str, int] = {}
+        for layer in members:
+            base = snake_case(layer.class_name.rsplit(">", 1)[-1])
+            if base in used:
+                used[base] += 1
+                layer.group = f"{base}_{used[base]}"
+            else:
+                used[base] = 0
+                layer.group = base
+
+    def _add(self, layer: ConfigLayer, entry: Mapping[str, Any], inbound: list[str]) -> None:
+        layer.inbound = inbound
+        self.layers.append(layer)
+        if layer.is_container:
+            self.container(entry, layer.path + "/", inbound, layer.trainable)
+
+    def sequential(self, cfg: Mapping[str, Any], prefix: str, inbound: list[str], trainable: bool,
+                   entry: Mapping[str, Any]) -> None:
+        entries = list(cfg.get("layers") or [])
+        members: list[ConfigLayer] = []
+        previous = list(inbound)
+        first_input: Shape | None = None
+        build_shape = _shape(cfg.get("build_input_shape")) or _shape(
+            (entry.get("build_config") or {}).get("input_shape"))
+        for sub in entries:
+            if sub.get("class_name") == "InputLayer":
+                first_input = _input_layer_shape(sub.get("config") or {})
+                continue  # Sequential.layers excludes its InputLayer: no row, no HDF5 group
+            layer = self._new_layer(sub, prefix, trainable)
+            if not members:
+                declared = _input_layer_shape(sub.get("config") or {})
+                if layer.input_shape is None:
+                    layer.input_shape = first_input or declared or (
+                        build_shape if isinstance(build_shape, tuple) else None)
+            members.append(layer)
+            self._add(layer, sub, previous)
+            previous = [layer.path]
+        self._assign_groups(members)
+        # Output shape of layer i is the input shape of layer i+1 (exact).
+        for current, following in zip(members, members[1:], strict=False):
+            if current.output_shape is None and following.input_shape is not None:
+                current.output_shape = following.input_shape
+        key = prefix.rstrip("/")
+        self.container_outputs[key] = [members[-1].path] if members else list(inbound)
+        self.container_inputs[key] = [members[0].path] if members else []
+
+    def functional(self, cfg: Mapping[str, Any], prefix: str, trainable: bool) -> None:
+        entries = list(cfg.get("layers") or [])
+        members: list[ConfigLayer] = []
+        by_name: dict[str, ConfigLayer] = {}
+        raw_ops: dict[str, list[str]] = {}  # raw op name -> producer names (edges pass through)
+        recorded: dict[str, Shape] = {}  # producer name -> output shape seen by a consumer (node 0)
+        pending: list[tuple[ConfigLayer, Mapping[str, Any], list[str]]] = []
+        for sub in entries:
+            sub_cfg = sub.get("config") or {}
+            name = str(sub.get("name") or sub_cfg.get("name"))
+            producers: list[str] = []
+            shapes_in: list[Shape] = []
+            for node in sub.get("inbound_nodes") or []:
+                for pname, node_index, tensor_index, shape in _walk_tensors(node):
+                    if pname not in producers:
+                        producers.append(pname)
+                    if shape is not None:
+                        shapes_in.append(shape)
+                        if node_index == 0 and tensor_index == 0 and pname not in recorded:
+                            recorded[pname] = shape
+                break  # the first call site gives the edges; shared layers have more
+            if is_raw_op(sub):
+                raw_ops[name] = producers
+                continue
+            layer = self._new_layer(sub, prefix, trainable)
+            if layer.input_shape is None and shapes_in:
+                layer.input_shape = shapes_in[0] if len(shapes_in) == 1 else list(shapes_in)
+            by_name[name] = layer
+            members.append(layer)
+            pending.append((layer, sub, producers))
+        for layer, sub, producers in pending:
+            resolved: list[str] = []
+            for pname in producers:
+                for real in _through_raw_ops(pname, raw_ops):
+                    if real in by_name and by_name[real].path not in resolved:
+                        resolved.append(by_name[real].path)
+            self._add(layer, sub, resolved)
+        for name, shape in recorded.items():
+            if name in by_name and by_name[name].output_shape is None:
+                by_name[name].output_shape = shape
+        self._assign_groups(members)
+        key = prefix.rstrip("/")
+        self.container_outputs[key] = [by_name[n].path for n in _io_names(cfg.get("output_layers")) if n in by_name]
+        self.container_inputs[key] = [by_name[n].path for n in _io_names(cfg.get("input_layers")) if n in by_name]
+
+    def resolve_container_edges(self) -> None:
+        """Point edges at real layers: a consumer of a nested model reads that model's output layers."""
+        containers = {layer.path for layer in self.layers if layer.is_container}
+
+        def expand(path: str, seen: frozenset[str] = frozenset()) -> list[str]:
+            if path not in containers or path in seen:
+                return [path]
+            out: list[str] = []
+            for p in self.container_outputs.get(path, []):
+                out.extend(expand(p, seen | {path}))
+            return out
+
+        for layer in self.layers:
+            layer.inbound = [p for src in layer.inbound for p in expand(src)]
+            # A nested Functional's InputLayers read what the container reads.
+            if layer.class_name == "InputLayer" and layer.container_path in containers:
+                outer = next(c for c in self.layers if c.path == layer.container_path)
+                layer.inbound = list(outer.inbound)
+        for layer in self.layers:
+            if layer.is_container:
+                outs = self.container_outputs.get(layer.path, [])
+                by = {x.path: x for x in self.layers}
+                shapes = [by[p].output_shape for p in outs if p in by]
+                if layer.output_shape is None and len(shapes) == 1:
+                    layer.output_shape = shapes[0]
+
+
+def _through_raw_ops(name: str, raw_ops: Mapping[str, list[str]], depth: int = 0) -> list[str]:
+    if name not in raw_ops or depth > 50:
+        return [name]
+    return [n for p in raw_ops[name] for n in _through_raw_ops(p, raw_ops, depth + 1)]
+
+
+def _is_container(entry: Mapping[str, Any]) -> bool:
+    cfg = entry.get("config") or {}
+    return entry.get("class_name") in CONTAINER_CLASSES and isinstance(cfg.get("layers"), list) or (
+        isinstance(cfg.get("layers"), list) and all(isinstance(x, Mapping) and "class_name" in x
+                                                    for x in cfg["layers"])
+        and ("input_layers" in cfg or entry.get("class_name") == "Sequential")
+    )
+
+
+def parse_model_config(model_config: Mapping[str, Any]) -> ModelGraph:
+    """Flatten a top-level model config ``{"class_name", "config", ...}`` into a :class:`ModelGraph`."""
+    class_name = str(model_config.get("class_name", ""))
+    cfg = model_config.get("config") or {}
+    name = cfg.get("name") if isinstance(cfg, Mapping) else None
+    if not _is_container(model_config):
+        # Subclassed model: the config holds constructor arguments, not layers.
+        return ModelGraph(name=name, class_name=class_name, layers=[], has_layer_list=False)
+    parser = _Parser()
+    parser.container(model_config, "", [], True)
+    parser.resolve_container_edges()
+    by_path = {layer.path: layer for layer in parser.layers}
+    input_shapes: list[Shape] = []
+    for path in parser.container_inputs.get("", []):
+        shape = by_path[path].output_shape if by_path[path].class_name == "InputLayer" else by_path[path].input_shape
+        if isinstance(shape, tuple):
+            input_shapes.append(shape)
+    if not input_shapes and parser.layers:
+        first = next((x for x in parser.layers if not x.is_container), None)
+        if first is not None and isinstance(first.input_shape, tuple):
+            input_shapes.append(first.input_shape)
+    return ModelGraph(
+        name=name,
+        class_name=class_name,
+        layers=parser.layers,
+        input_shapes=input_shapes,
+        output_paths=[p for out in parser.container_outputs.get("", [])
+                      for p in ([out] if out not in by_path or not by_path[out].is_container
+                                else parser.container_outputs.get(out, []))],
+    )

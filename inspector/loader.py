@@ -1,0 +1,95 @@
+"""``open_model``: the one entry point from a path (or a live model) to a :class:`ModelIndex`.
+
+It sniffs the input, dispatches to one reader per format, and maps low-level exceptions (h5py,
+zipfile, json, struct) that escape a reader to one-line :class:`InspectorError` s.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import h5py
+
+from .errors import ACCEPTED_FORMATS, CorruptModelError, InspectorError, UnsupportedFormatError
+from .records import ModelIndex
+from .sniff import Sniffed, describe_file, sniff
+
+__all__ = ["open_model"]
+
+
+def _hdf5_kind(h5: h5py.File) -> str:
+    attrs = h5.attrs
+    if "model_config" in attrs or "model_weights" in h5:
+        return "legacy"
+    if "layer_names" in attrs:
+        return "legacy-weights"
+    if "layers" in h5 or "vars" in h5:
+        return "weights"
+    # Subclassed-model weights: attribute groups that each hold a 'vars' or 'layers' group.
+    if any(isinstance(h5[k], h5py.Group) and ("vars" in h5[k] or "layers" in h5[k]) for k in h5):
+        return "weights"
+    return "other"
+
+
+def _open_hdf5(path: str) -> ModelIndex:
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise CorruptModelError(
+            f"HDF5 file that cannot be opened ({exc}); it may be truncated or damaged. Received: {path}") from exc
+    kind = _hdf5_kind(h5)
+    if kind in ("legacy", "legacy-weights"):
+        from .readers.legacy_h5 import read_legacy_h5
+
+        return read_legacy_h5(path, h5)
+    if kind == "weights":
+        from .readers.weights_h5 import read_weights_h5
+
+        return read_weights_h5(path, h5)
+    groups = ", ".join(list(h5.keys())[:5]) or "none"
+    h5.close()
+    raise UnsupportedFormatError(
+        f"HDF5 file that is not a Keras model or weights file (top-level groups: {groups}); expected "
+        f"{ACCEPTED_FORMATS}. Received: {path}")
+
+
+def open_model(source: str | os.PathLike[str] | Any, **options: Any) -> ModelIndex:
+    """Index a model file, SavedModel directory or in-memory ``keras.Model``.
+
+    Reads only metadata: weight bytes are read when a :class:`~inspector.records.TensorRef` is read.
+    Never imports TensorFlow for files. The file is opened read-only and never modified.
+    """
+    from .readers.live import is_keras_model
+
+    if is_keras_model(source):
+        from .readers.live import read_keras_model
+
+        return read_keras_model(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise UnsupportedFormatError(
+            f"open_model takes a path or a keras.Model; expected {ACCEPTED_FORMATS}. "
+            f"Received: an object of type {type(source).__name__}")
+    path = os.fspath(source)
+    kind = sniff(path)
+    try:
+        if kind is Sniffed.KERAS_ZIP:
+            from .readers.keras_v3 import read_keras_archive
+
+            return read_keras_archive(path)
+        if kind is Sniffed.HDF5:
+            return _open_hdf5(path)
+        if kind is Sniffed.SHARDED_JSON:
+            from .readers.weights_h5 import read_sharded_weights
+
+            return read_sharded_weights(path)
+        from .readers.savedmodel import read_savedmodel
+
+        return read_savedmodel(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+    except InspectorError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError) as exc:
+        what = describe_file(path) if os.path.isfile(path) else "a directory"
+        raise CorruptModelError(
+            f"cannot read the model ({type(exc).__name__}: {exc}); the file may be damaged or of an unsupported "
+            f"variant ({what}). Received: {path}") from exc

@@ -1,0 +1,1 @@
+"""One reader per model format; each returns a :class:`inspector.records.ModelIndex`."""

@@ -1,0 +1,179 @@
+"""Walk a Keras 3 weights HDF5 tree (``model.weights.h5`` in ``.keras``, and ``.weights.h5``).
+
+Layout (FORMATS.md 1.3): ``layers/<grp>/vars/<i>``; nested models ``layers/<grp>/layers/<grp2>/...``;
+sub-layers in attribute groups (``cell/vars``, ``forward_layer/cell/vars``, ``query_dense/vars``);
+``optimizer/vars`` is optimizer state, never a layer. Group names are class-derived, not layer names;
+from Keras 3.6 each ``vars`` group carries the layer name as attribute ``name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import h5py
+
+from ..keras_config import ModelGraph
+from ..records import LayerRecord
+from .build import class_from_hint, records_from_graph, weights_only_record
+from .h5tensors import RawTensor, dataset_tensor
+
+__all__ = ["H5Source", "index_with_graph", "index_without_graph"]
+
+_NOT_LAYERS = {"optimizer", "metrics", "compile_metrics", "loss_tracker"}
+
+
+class H5Source:
+    """Where an HDF5 image lives, so tensors can be read straight from the file later."""
+
+    def __init__(self, root: h5py.File | h5py.Group, file_path: str | None, base_offset: int = 0) -> None:
+        self.root = root
+        self.file_path = file_path
+        self.base_offset = base_offset
+        self.needs_handle = False
+
+    def tensor(self, ds: h5py.Dataset, stored_name: str | None = None) -> RawTensor:
+        raw = dataset_tensor(ds, stored_name, file_path=self.file_path, base_offset=self.base_offset)
+        self.needs_handle |= raw.needs_handle
+        return raw
+
+
+def _sorted_vars(group: h5py.Group) -> list[h5py.Dataset]:
+    items = [(k, v) for k, v in group.items() if isinstance(v, h5py.Dataset)]
+    return [v for _, v in sorted(items, key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))]
+
+
+def layer_tensors(src: H5Source, group: h5py.Group, prefix: str = "") -> list[RawTensor]:
+    """All tensors of one layer group: its own ``vars`` first, then attribute sub-groups, recursively.
+
+    Tensors of sub-layers get their attribute path as stored name prefix (``cell/``); a layer's own
+    variables get no stored name (the class's save order names them).
+    """
+    found: list[RawTensor] = []
+    if "vars" in group and isinstance(group["vars"], h5py.Group):
+        for ds in _sorted_vars(group["vars"]):
+            found.append(src.tensor(ds, None if not prefix else f"{prefix}vars/{ds.name.rsplit('/', 1)[-1]}"))
+    for key in sorted(group.keys()):
+        if key in ("vars", "layers"):
+            continue
+        sub = group[key]
+        if isinstance(sub, h5py.Group):
+            found.extend(layer_tensors(src, sub, f"{prefix}{key}/"))
+    return found
+
+
+def _name_attr(group: h5py.Group) -> str | None:
+    vars_group = group.get("vars")
+    if isinstance(vars_group, h5py.Group) and "name" in vars_group.attrs:
+        value: Any = vars_group.attrs["name"]
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def _find_group(parent: h5py.Group | None, expected: str | None, name: str) -> h5py.Group | None:
+    """The group of a layer inside ``parent['layers']``: by the expected class-derived name, checked
+    against the ``name`` attribute when present, else by searching the attribute."""
+    if parent is None or "layers" not in parent:
+        return None
+    layers = parent["layers"]
+    if expected and expected in layers:
+        group = layers[expected]
+        stored = _name_attr(group)
+        if stored is None or stored == name:
+            return group
+    for key in layers:
+        group = layers[key]
+        if isinstance(group, h5py.Group) and _name_attr(group) == name:
+            return group
+    return None
+
+
+def index_with_graph(src: H5Source, graph: ModelGraph, warnings: list[str]) -> list[LayerRecord]:
+    """Records for a model whose config we have: weights located through the config's layer order."""
+    groups: dict[str, h5py.Group | None] = {"": src.root}
+    tensors: dict[str, list[RawTensor]] = {}
+    for layer in graph.layers:
+        parent = groups.get(layer.container_path)
+        group = _find_group(parent, layer.group, layer.name)
+        groups[layer.path] = group
+        if group is None:
+            continue
+        if layer.is_container:
+            own = [src.tensor(ds) for ds in _sorted_vars(group["vars"])] if "vars" in group else []
+            if own:
+                tensors[layer.path] = own
+        else:
+            tensors[layer.path] = layer_tensors(src, group)
+    missing = [x.path for x in graph.leaves() if groups.get(x.path) is None and _expects_weights(x.class_name)]
+    if missing:
+        warnings.append(f"{len(missing)} layer(s) have no weights group in the file, e.g. {missing[0]!r}")
+    return records_from_graph(graph, tensors)
+
+
+def _expects_weights(class_name: str) -> bool:
+    from ..kinds import kind_of_class
+    from ..records import FILTER_KINDS
+
+    return kind_of_class(class_name) in FILTER_KINDS
+
+
+def _walk(group: h5py.Group, label: str, in_layers: bool) -> Iterator[tuple[str, str | None, h5py.Group, bool]]:
+    """Yield (path, class hint, group, is_leaf) for every layer-like group, depth first."""
+    if "layers" in group and isinstance(group["layers"], h5py.Group):
+        if "vars" in group and _sorted_vars(group["vars"]):
+            yield label, None, group, False  # a container with weights of its own
+        for key in group["layers"]:
+            sub = group["layers"][key]
+            if isinstance(sub, h5py.Group):
+                name = _name_attr(sub) or key
+                yield from _walk(sub, f"{label}/{name}" if label else name, True)
+        for key in group:  # attribute sub-models of a subclassed container
+            if key not in ("layers", "vars") and key not in _NOT_LAYERS and isinstance(group[key], h5py.Group):
+                yield from _walk(group[key], f"{label}/{key}" if label else key, False)
+        return
+    hint = group.name.rsplit("/", 1)[-1] if in_layers else None
+    yield label, hint, group, True
+
+
+def index_without_graph(src: H5Source, warnings: list[str], subclassed: bool = False) -> list[LayerRecord]:
+    """Records from the HDF5 tree alone (weights-only files, subclassed models)."""
+    records: list[LayerRecord] = []
+    order: list[int] = []
+    root = src.root
+    entries: list[tuple[str, str | None, h5py.Group, bool]] = []
+    if "layers" in root:
+        entries.extend(_walk(root, "", True))
+    for key in root:
+        if key in ("layers", "vars") or key in _NOT_LAYERS or not isinstance(root[key], h5py.Group):
+            continue
+        # Subclassed models store layers under their Python attribute names.
+        entries.extend(_walk(root[key], key, False))
+    if "vars" in root and _sorted_vars(root["vars"]):
+        entries.insert(0, ("", None, root, False))
+    for path, hint, group, is_leaf in entries:
+        if is_leaf:
+            raws = layer_tensors(src, group)
+        else:
+            raws = [src.tensor(ds) for ds in _sorted_vars(group["vars"])]
+        if not raws:
+            continue
+        class_hint = class_from_hint(hint) if hint else None
+        label = path or (_name_attr(root) or "model")
+        if not is_leaf:
+            label = label or "model"
+        records.append(weights_only_record(label, class_hint, raws))
+        order.append(min((r.offset for r in raws if r.offset is not None), default=len(order)))
+    if len(order) == len(records) and all(o is not None for o in order):
+        # h5py lists groups alphabetically; Keras writes data in model order, so offsets give that order.
+        records = [r for _, _, r in sorted(zip(order, range(len(records)), records, strict=True),
+                                            key=lambda t: (t[0], t[1]))]
+    if subclassed:
+        warnings.append("subclassed model: its config lists no layers, so layers are named after the model's "
+                        "attributes and their kinds are inferred from weight names and shapes")
+    return records
+
+
+def model_name(root: h5py.Group) -> str | None:
+    return _name_attr(root)
+
+

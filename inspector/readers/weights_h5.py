@@ -1,0 +1,82 @@
+"""Keras 3 ``save_weights`` files: ``.weights.h5`` and sharded ``.weights.json`` (FORMATS.md 2).
+
+No architecture is stored: layers are named by the ``vars`` ``name`` attribute (Keras >= 3.6) or by
+group, kinds come from the class-derived group names and are marked inferred.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import h5py
+
+from ..errors import CorruptModelError, UnsupportedFormatError
+from ..records import LayerRecord, ModelFormat, ModelIndex
+from .keras_h5 import H5Source, index_without_graph, model_name
+
+__all__ = ["read_sharded_weights", "read_weights_h5"]
+
+WEIGHTS_ONLY_NOTE = ("weights-only file: no architecture is stored, so kinds are inferred from group names and "
+                     "shapes, and strides, padding, activations, connectivity and output shapes are unknown")
+
+
+def _index(layers: list[LayerRecord], path: str, fmt: ModelFormat, name: str | None,
+           warnings: list[str], closers: list[Any]) -> ModelIndex:
+    for layer in layers:
+        layer.kind_inferred = True
+    return ModelIndex(format=fmt, source=os.fspath(path), layers=layers, name=name, has_architecture=False,
+                      warnings=[WEIGHTS_ONLY_NOTE, *warnings], _closers=closers)
+
+
+def read_weights_h5(path: str, h5: h5py.File | None = None) -> ModelIndex:
+    h5 = h5 or h5py.File(path, "r")
+    src = H5Source(h5, os.fspath(path))
+    warnings: list[str] = []
+    layers = index_without_graph(src, warnings)
+    name = model_name(h5)
+    closers = [h5.close] if src.needs_handle else []
+    if not src.needs_handle:
+        h5.close()
+    return _index(layers, path, ModelFormat.WEIGHTS_H5, name, warnings, closers)
+
+
+def read_sharded_weights(path: str) -> ModelIndex:
+    """A sharded ``.weights.json``: each shard holds part of the same tree; layers are merged in map order."""
+    try:
+        with open(path, "rb") as fh:
+            manifest = json.load(fh)
+        weight_map = manifest["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise UnsupportedFormatError(
+            "JSON file that is not a Keras sharded-weights manifest (expected a 'weight_map' written by "
+            f"save_weights('x.weights.json')). Received: {path}") from exc
+    folder = os.path.dirname(os.path.abspath(path))
+    shards: list[str] = []
+    for value in weight_map.values():
+        for shard in [value] if isinstance(value, str) else value:
+            if shard not in shards:
+                shards.append(shard)
+    layers: list[LayerRecord] = []
+    seen: dict[str, LayerRecord] = {}
+    warnings: list[str] = []
+    closers: list[Any] = []
+    for shard in shards:
+        shard_path = os.path.join(folder, shard)
+        if not os.path.isfile(shard_path):
+            raise CorruptModelError(f"sharded weights: shard file {shard!r} listed in the manifest is missing; "
+                                    f"keep all shards beside the .weights.json. Received: {path}")
+        h5 = h5py.File(shard_path, "r")
+        src = H5Source(h5, shard_path)
+        for layer in index_without_graph(src, warnings):
+            if layer.path in seen:  # a layer split across shards: its variables continue in this shard
+                seen[layer.path].weights.extend(layer.weights)
+            else:
+                seen[layer.path] = layer
+                layers.append(layer)
+        if src.needs_handle:
+            closers.append(h5.close)
+        else:
+            h5.close()
+    return _index(layers, path, ModelFormat.WEIGHTS_SHARDED, None, sorted(set(warnings)), closers)

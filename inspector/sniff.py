@@ -1,0 +1,158 @@
+"""Decide what an input is by its content, never by its extension alone.
+
+:func:`sniff` returns the format to read with; when the input is not a model it raises a one-line
+error that says what the input appears to be (a zip of Python source, a PNG image, an HDF5 file of
+other data, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from enum import StrEnum
+
+from .errors import ACCEPTED_FORMATS, CorruptModelError, ModelFormatError, UnsupportedFormatError
+
+__all__ = ["Sniffed", "describe_file", "sniff"]
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+
+
+class Sniffed(StrEnum):
+    KERAS_ZIP = "keras"
+    HDF5 = "hdf5"  # a Keras HDF5 file; which kind is decided by the legacy / weights readers
+    SHARDED_JSON = "weights.json"
+    SAVEDMODEL = "savedmodel"
+
+
+def _hdf5_signature_offset(path: str) -> int | None:
+    """HDF5 files may start with a user block: the signature sits at 0, 512, 1024, 2048, ..."""
+    with open(path, "rb") as fh:
+        offset = 0
+        size = os.path.getsize(path)
+        while offset < size:
+            fh.seek(offset)
+            if fh.read(8) == HDF5_MAGIC:
+                return offset
+            offset = 512 if offset == 0 else offset * 2
+    return None
+
+
+def _describe_zip(path: str) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "a damaged or truncated zip archive"
+    if not names:
+        return "an empty zip archive"
+    lowered = [n.lower() for n in names]
+    if any(n.endswith("saved_model.pb") for n in lowered):
+        return "a zipped TensorFlow SavedModel directory (unzip it and pass the directory)"
+    if any(n.endswith("data.pkl") for n in lowered):
+        return "a PyTorch checkpoint (torch.save), not a Keras model"
+    exts = {os.path.splitext(n)[1] for n in lowered if not n.endswith("/")}
+    if exts and exts <= {".py", ".pyc", ".txt", ".md", ".cfg", ".toml", ""}:
+        return "a zip of Python source or text files"
+    return f"a zip archive of {len(names)} member(s) without config.json ({', '.join(names[:3])})"
+
+
+def describe_file(path: str) -> str:
+    """What a non-model file appears to be, for error messages."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "an empty file (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC)):
+        return _describe_zip(path)
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a JPEG image"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if b"onnx" in head.lower() or head[:2] == b"\x08\x07" or head[:2] == b"\x08\x08":
+        return "an ONNX model or other protobuf file"
+    stripped = head.lstrip()
+    if stripped.startswith((b"{", b"[")):
+        return "a JSON file"
+    try:
+        head.decode("utf-8")
+        text = True
+    except UnicodeDecodeError:
+        text = False
+    if text and (head.startswith((b"#", b"import", b"from", b"def ", b"class "))):
+        return "a Python or text file"
+    if text:
+        return "a text file"
+    return f"unrecognised binary data ({size} bytes)"
+
+
+def _directory_error(path: str) -> ModelFormatError:
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return UnsupportedFormatError(
+            f"empty directory, not a model; expected {ACCEPTED_FORMATS}. Received: {path}")
+    models = [e for e in entries if e.endswith((".keras", ".h5", ".hdf5", ".weights.json"))]
+    hint = f" (it contains {', '.join(models[:3])}: pass one of those files)" if models else ""
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    return UnsupportedFormatError(
+        f"directory without saved_model.pb, so not a TensorFlow SavedModel{hint}; it holds: {shown}. "
+        f"Expected {ACCEPTED_FORMATS}. Received: {path}")
+
+
+def sniff(path: str) -> Sniffed:
+    """The format of the model at ``path``; raises a :class:`ModelFormatError` for anything else."""
+    if not os.path.exists(path):
+        raise ModelFormatError(f"no such file or directory; expected {ACCEPTED_FORMATS}. Received: {path}")
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return Sniffed.SAVEDMODEL
+        if os.path.isfile(os.path.join(path, "saved_model.pbtxt")):
+            raise UnsupportedFormatError(
+                "SavedModel stored as text (saved_model.pbtxt) is not supported; re-export it in binary form. "
+                f"Received: {path}")
+        raise _directory_error(path)
+    if os.path.basename(path) == "saved_model.pb":
+        return Sniffed.SAVEDMODEL
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CorruptModelError(
+                f"zip archive that cannot be opened ({exc}): a truncated or damaged .keras file? "
+                f"Expected a complete file written by model.save('x.keras'). Received: {path} ({size} bytes)"
+            ) from exc
+        if "config.json" in names:
+            return Sniffed.KERAS_ZIP
+        raise UnsupportedFormatError(
+            f"{_describe_zip(path)}, not a Keras model; expected {ACCEPTED_FORMATS}. Received: {path}")
+    if _hdf5_signature_offset(path) is not None:
+        return Sniffed.HDF5
+    if head.lstrip().startswith(b"{"):
+        try:
+            with open(path, "rb") as fh:
+                value = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        if isinstance(value, dict) and "weight_map" in value:
+            return Sniffed.SHARDED_JSON
+        if isinstance(value, dict) and "class_name" in value and "config" in value:
+            raise UnsupportedFormatError(
+                "a Keras architecture JSON (model.to_json()) without weights; pass the model file that holds "
+                f"the weights (.keras or .h5). Received: {path}")
+    if head.startswith(b"\x89HDF") or (path.endswith((".h5", ".hdf5", ".keras")) and size < 512):
+        raise CorruptModelError(f"truncated or damaged file that looks like a model by its name but not by its "
+                                f"content ({describe_file(path)}); expected {ACCEPTED_FORMATS}. Received: {path}")
+    raise UnsupportedFormatError(f"{describe_file(path)}, not a model; expected {ACCEPTED_FORMATS}. "
+                                 f"Received: {path}")
