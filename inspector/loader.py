@@ -37,7 +37,8 @@ def _open_hdf5(path: str) -> ModelIndex:
         h5 = h5py.File(path, "r")
     except OSError as exc:
         raise CorruptModelError(
-            f"HDF5 file that cannot be opened ({exc}); it may be truncated or damaged. Received: {path}") from exc
+            f"HDF5 file that cannot be opened ({exc}); it may be truncated or damaged; expected {ACCEPTED_FORMATS}. "
+            f"Received: {path}") from exc
     kind = _hdf5_kind(h5)
     if kind in ("legacy", "legacy-weights"):
         from .readers.legacy_h5 import read_legacy_h5

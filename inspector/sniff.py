@@ -151,7 +151,7 @@ def sniff(path: str) -> Sniffed:
             raise UnsupportedFormatError(
                 "a Keras architecture JSON (model.to_json()) without weights; pass the model file that holds "
                 f"the weights (.keras or .h5). Received: {path}")
-    if head.startswith(b"\x89HDF") or (path.endswith((".h5", ".hdf5", ".keras")) and size < 512):
+    if size == 0 or head.startswith(b"\x89HDF"):
         raise CorruptModelError(f"truncated or damaged file that looks like a model by its name but not by its "
                                 f"content ({describe_file(path)}); expected {ACCEPTED_FORMATS}. Received: {path}")
     raise UnsupportedFormatError(f"{describe_file(path)}, not a model; expected {ACCEPTED_FORMATS}. "

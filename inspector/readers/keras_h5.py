@@ -43,22 +43,48 @@ def _sorted_vars(group: h5py.Group) -> list[h5py.Dataset]:
     return [v for _, v in sorted(items, key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))]
 
 
+_CELL_VARS = ("kernel", "recurrent_kernel", "bias")
+_SUBLAYER_ORDER = {name: i for i, name in enumerate(
+    ("cell", "forward_layer", "backward_layer", "layer", "query_dense", "key_dense", "value_dense", "output_dense"))}
+
+
+def _sublayer_names(prefix: str, tensors: list[RawTensor]) -> list[str]:
+    """Names for a sub-layer's variables from its attribute name: RNN cells and dense projections."""
+    attr = prefix.rstrip("/").rsplit("/", 1)[-1]
+    n = len(tensors)
+    if attr == "cell" and n in (2, 3):
+        return [f"{prefix}{v}" for v in _CELL_VARS[:n]]
+    if n in (1, 2) and len(tensors[0].shape) >= 2:  # Dense/EinsumDense/Conv sub-layers: kernel, bias
+        return [f"{prefix}{v}" for v in ("kernel", "bias")[:n]]
+    return [f"{prefix}vars/{i}" for i in range(n)]
+
+
 def layer_tensors(src: H5Source, group: h5py.Group, prefix: str = "") -> list[RawTensor]:
     """All tensors of one layer group: its own ``vars`` first, then attribute sub-groups, recursively.
 
-    Tensors of sub-layers get their attribute path as stored name prefix (``cell/``); a layer's own
-    variables get no stored name (the class's save order names them).
+    A layer's own variables get no stored name (the class's save order names them); sub-layers' get
+    their attribute path (``cell/kernel``, ``forward_layer/cell/bias``). Sub-groups come in write order
+    in Keras's ``layer.weights`` order for the wrappers that have several (Bidirectional, attention);
+    the file itself stores them alphabetically.
     """
     found: list[RawTensor] = []
     if "vars" in group and isinstance(group["vars"], h5py.Group):
-        for ds in _sorted_vars(group["vars"]):
-            found.append(src.tensor(ds, None if not prefix else f"{prefix}vars/{ds.name.rsplit('/', 1)[-1]}"))
-    for key in sorted(group.keys()):
+        own = [src.tensor(ds) for ds in _sorted_vars(group["vars"])]
+        if prefix:
+            for raw, name in zip(own, _sublayer_names(prefix, own), strict=True):
+                raw.stored_name = name
+        found.extend(own)
+    subs: list[list[RawTensor]] = []
+    for key in sorted(group.keys(), key=lambda k: (_SUBLAYER_ORDER.get(k, len(_SUBLAYER_ORDER)), k)):
         if key in ("vars", "layers"):
             continue
         sub = group[key]
         if isinstance(sub, h5py.Group):
-            found.extend(layer_tensors(src, sub, f"{prefix}{key}/"))
+            tensors = layer_tensors(src, sub, f"{prefix}{key}/")
+            if tensors:
+                subs.append(tensors)
+    for sub in subs:
+        found.extend(sub)
     return found
 
 

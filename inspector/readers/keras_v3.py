@@ -19,6 +19,7 @@ from .zipwindow import ZipWindow, member_data_offset
 __all__ = ["read_keras_archive"]
 
 WEIGHTS_MEMBER = "model.weights.h5"
+EXPECTED = "expected a complete .keras file as written by model.save('x.keras')"
 
 
 def _load_json(zf: zipfile.ZipFile, member: str, path: str) -> dict[str, Any]:
@@ -26,10 +27,10 @@ def _load_json(zf: zipfile.ZipFile, member: str, path: str) -> dict[str, Any]:
         value = json.loads(zf.read(member))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptModelError(
-            f"{member} in the .keras archive is not valid JSON ({exc}); the file is damaged. "
+            f"{member} in the .keras archive is not valid JSON ({exc}); the file is damaged; {EXPECTED}. "
             f"Received: {path}") from exc
     if not isinstance(value, dict):
-        raise CorruptModelError(f"{member} in the .keras archive is not a JSON object. Received: {path}")
+        raise CorruptModelError(f"{member} in the .keras archive is not a JSON object; {EXPECTED}. Received: {path}")
     return value
 
 
@@ -38,7 +39,7 @@ def read_keras_archive(path: str) -> ModelIndex:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise CorruptModelError(
-            f"cannot open the .keras archive: {exc}; it may be truncated or damaged. Received: {path}") from exc
+            f"cannot open the .keras archive: {exc}; it may be truncated or damaged; {EXPECTED}. Received: {path}") from exc
     with zf:
         names = set(zf.namelist())
         if "config.json" not in names:
@@ -54,7 +55,7 @@ def read_keras_archive(path: str) -> ModelIndex:
                     "this .keras archive stores weights as model.weights.npz (a private pickled format that "
                     f"needs code execution to read); re-save with model.save('x.keras'). Received: {path}")
             raise CorruptModelError(
-                f"the .keras archive has no {WEIGHTS_MEMBER}; it is incomplete. Received: {path}")
+                f"the .keras archive has no {WEIGHTS_MEMBER}; it is incomplete; {EXPECTED}. Received: {path}")
         info = zf.getinfo(WEIGHTS_MEMBER)
         try:
             zf.open(info).close()  # validates the member header before we trust offsets
@@ -63,20 +64,22 @@ def read_keras_archive(path: str) -> ModelIndex:
                 if start + info.file_size > os.path.getsize(path):
                     raise CorruptModelError(
                         f"the .keras archive is truncated: {WEIGHTS_MEMBER} needs {info.file_size} bytes from "
-                        f"offset {start} but the file has {os.path.getsize(path)}. Received: {path}")
+                        f"offset {start} but the file has {os.path.getsize(path)}; {EXPECTED}. Received: {path}")
                 fileobj: io.RawIOBase | io.BytesIO = ZipWindow(path, start, info.file_size)
                 file_path: str | None = os.fspath(path)
             else:
                 # A re-zipped (deflated) archive: no byte range to map, so read the member once.
                 fileobj, start, file_path = io.BytesIO(zf.read(info)), 0, None
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise CorruptModelError(f"cannot read {WEIGHTS_MEMBER} from the archive: {exc}. Received: {path}") from exc
+            raise CorruptModelError(
+                f"cannot read {WEIGHTS_MEMBER} from the archive: {exc}; {EXPECTED}. Received: {path}") from exc
     try:
         h5 = h5py.File(fileobj, "r")
     except OSError as exc:
         fileobj.close()
         raise CorruptModelError(
-            f"{WEIGHTS_MEMBER} inside the archive is not a readable HDF5 file ({exc}); the archive is damaged. "
+            f"{WEIGHTS_MEMBER} inside the archive is not a readable HDF5 file ({exc}); the archive is damaged; "
+            f"{EXPECTED}. "
             f"Received: {path}") from exc
     warnings: list[str] = []
     src = H5Source(h5, file_path, start)
@@ -89,7 +92,7 @@ def read_keras_archive(path: str) -> ModelIndex:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         h5.close()
         fileobj.close()
-        raise CorruptModelError(f"config.json does not describe a Keras model we can read ({exc!r}). "
+        raise CorruptModelError(f"config.json does not describe a Keras model we can read ({exc!r}); {EXPECTED}. "
                                 f"Received: {path}") from exc
     version = metadata.get("keras_version")
     index = ModelIndex(

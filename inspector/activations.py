@@ -1,0 +1,227 @@
+"""Capture the outputs (and inputs) of chosen layers in ONE forward pass.
+
+How: a Keras 3 Functional model runs by walking its graph node by node
+(``Function._run_through_graph``), which is exactly what a plain eager ``model(x)`` does. We run the
+same walk with a wrapper around each operation that keeps the tensors of the requested layers, and
+we descend into nested Functional / Sequential models the same way, so inner layers
+(``inner_seq/dense_1``) are captured in the same pass. Nothing is rebuilt, no layer gets a new
+node, and the cost stays that of ``model(x)`` plus the copies we keep.
+
+Layout: arrays are returned **channels_last** (``(N, *spatial, C)``) by default, whatever the
+layer's ``data_format``; ``layout="native"`` returns what the layer produced. A tensor counts as
+channels_first when the layer that made it has ``data_format="channels_first"`` (or is a
+BatchNormalization on axis 1), or when it merely passes through a channels_first tensor
+(activations, Add, Dropout, ...). Rank-2 tensors ``(N, features)`` have no channel axis to move.
+
+A layer called several times (shared layer) is captured at its first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import LayerNotFoundError, ModelNotRunnableError, close_matches
+
+__all__ = ["Captured", "capture", "capture_io", "layer_paths"]
+
+
+@dataclass
+class Captured:
+    """Tensors kept during one forward pass (numpy arrays, native layout), keyed by layer path."""
+
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, list[np.ndarray]] = field(default_factory=dict)  # every positional tensor arg
+    channels_first: dict[str, bool] = field(default_factory=dict)  # per captured output
+    input_channels_first: dict[str, bool] = field(default_factory=dict)
+    model_output: Any = None
+
+
+def _sub_functional(op: Any) -> Any:
+    """The Functional graph inside a nested model, or None for plain layers / subclassed models."""
+    from keras.src.models.functional import Functional
+    from keras.src.models.sequential import Sequential
+
+    if isinstance(op, Sequential):
+        return op._functional  # built Sequential models run through this Functional
+    if isinstance(op, Functional):
+        return op
+    return None
+
+
+def layer_paths(model: Any, prefix: str = "") -> list[str]:
+    """Every layer path of a model in model order, nested models flattened (containers excluded)."""
+    out: list[str] = []
+    for layer in model.layers:
+        if _sub_functional(layer) is not None:
+            out.extend(layer_paths(layer, f"{prefix}{layer.name}/"))
+        else:
+            out.append(f"{prefix}{layer.name}")
+    return out
+
+
+def _first_data_format(model: Any) -> bool:
+    for layer in _walk_layers(model):
+        fmt = getattr(layer, "data_format", None)
+        if fmt in ("channels_first", "channels_last"):
+            return fmt == "channels_first"
+    return False
+
+
+def _walk_layers(model: Any) -> Iterable[Any]:
+    for layer in getattr(model, "layers", []):
+        if _sub_functional(layer) is not None:
+            yield from _walk_layers(layer)
+        else:
+            yield layer
+
+
+def _makes_channels_first(op: Any, inherited: bool) -> bool:
+    fmt = getattr(op, "data_format", None)
+    if fmt in ("channels_first", "channels_last"):
+        return fmt == "channels_first"
+    name = type(op).__name__
+    if name in ("BatchNormalization", "SyncBatchNormalization"):
+        axis = getattr(op, "axis", -1)
+        return axis == 1 or (isinstance(axis, (list, tuple)) and list(axis) == [1])
+    if name in ("Dense", "EinsumDense", "Embedding", "Flatten", "Reshape", "Permute"):
+        return False
+    return inherited
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    return np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+
+
+class _Recorder:
+    def __init__(self, want_out: set[str], want_in: set[str], input_cf: bool) -> None:
+        from keras import tree
+
+        self.tree = tree
+        self.want_out, self.want_in = want_out, want_in
+        self.want_any = want_out | want_in
+        self.layout: dict[int, bool] = {}  # id(tensor) -> channels_first; tensors stay alive in the pass
+        self.result = Captured()
+        self.input_cf = input_cf
+
+    def _cf_of(self, args: Sequence[Any]) -> bool:
+        for t in self.tree.flatten(args):
+            if id(t) in self.layout:
+                return self.layout[id(t)]
+        return self.input_cf
+
+    def wants_inside(self, prefix: str) -> bool:
+        return any(p.startswith(prefix) for p in self.want_any)
+
+    def run(self, functional: Any, inputs: Any, prefix: str) -> Any:
+        inputs = functional._standardize_inputs(inputs)
+        for ref, t in zip(functional.inputs, self.tree.flatten(inputs), strict=False):
+            self.layout.setdefault(id(t), self.input_cf)
+            # InputLayers are not called during the walk: their output is the fed tensor.
+            path = f"{prefix}{ref._keras_history.operation.name}"
+            if path in self.want_out and path not in self.result.outputs:
+                self.result.outputs[path] = _to_numpy(t)
+                self.result.channels_first[path] = self.input_cf
+        outputs = functional._run_through_graph(inputs, operation_fn=lambda op: self.wrap(op, prefix))
+        if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+            return outputs[0]
+        return outputs
+
+    def wrap(self, op: Any, prefix: str) -> Callable[..., Any]:
+        path = f"{prefix}{op.name}"
+        inner = _sub_functional(op)
+        descend = inner is not None and self.wants_inside(path + "/")
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            cf_in = self._cf_of(args)
+            if path in self.want_in and path not in self.result.inputs:
+                self.result.inputs[path] = [_to_numpy(t) for t in self.tree.flatten(args)]
+                self.result.input_channels_first[path] = cf_in
+            if descend:
+                saved, self.input_cf = self.input_cf, cf_in
+                try:
+                    outputs = self.run(inner, args[0] if len(args) == 1 else list(args), path + "/")
+                finally:
+                    self.input_cf = saved
+            else:
+                outputs = op(*args, **kwargs)
+            cf_out = _makes_channels_first(op, cf_in) if inner is None else self._cf_of([outputs])
+            for t in self.tree.flatten(outputs):
+                self.layout[id(t)] = cf_out
+            if path in self.want_out and path not in self.result.outputs:
+                flat = self.tree.flatten(outputs)
+                self.result.outputs[path] = _to_numpy(flat[0])
+                self.result.channels_first[path] = cf_out
+            return outputs
+
+        return call
+
+
+def _check_paths(model: Any, paths: Iterable[str]) -> list[str]:
+    known = layer_paths(model)
+    known_set = set(known)
+    out = []
+    for p in paths:
+        if p in known_set:
+            out.append(p)
+            continue
+        by_name = [k for k in known if k.rsplit("/", 1)[-1] == p]
+        if len(by_name) == 1:
+            out.append(by_name[0])
+            continue
+        hints = close_matches(p, known)
+        raise LayerNotFoundError(
+            f"no layer {p!r} in the model; give a layer path"
+            + (f" such as {', '.join(hints)}" if hints else f" (the model has {len(known)} layers)")
+            + f". Received: {p!r}")
+    return out
+
+
+def capture_io(model: Any, x: Any, outputs: Iterable[str] = (), inputs: Iterable[str] = (),
+               *, input_channels_first: bool | None = None) -> Captured:
+    """Run ``model`` once on ``x`` and keep the outputs of ``outputs`` and the inputs of ``inputs``.
+
+    Arrays are in the layer's native layout; ``Captured.channels_first`` says which are channels_first.
+    """
+    functional = _sub_functional(model)
+    if functional is None:
+        raise ModelNotRunnableError(
+            "capturing inner layers needs a Functional or Sequential Keras 3 model; subclassed models "
+            f"only expose their final output. Received: {type(model).__name__} {model.name!r}")
+    want_out = set(_check_paths(model, outputs))
+    want_in = set(_check_paths(model, inputs))
+    cf = _first_data_format(model) if input_channels_first is None else input_channels_first
+    recorder = _Recorder(want_out, want_in, cf)
+    # A built Sequential's graph holds its input layer; feeding it goes through the same walk.
+    recorder.result.model_output = recorder.run(functional, x, "")
+    return recorder.result
+
+
+def to_channels_last(array: np.ndarray, channels_first: bool) -> np.ndarray:
+    """Move the channel axis last for rank >= 3 channels_first arrays (no copy otherwise)."""
+    if channels_first and array.ndim >= 3:
+        return np.moveaxis(array, 1, -1)
+    return array
+
+
+def capture(model: Any, x: Any, paths: Iterable[str], *, layout: str = "channels_last") -> dict[str, np.ndarray]:
+    """Outputs of the layers at ``paths`` for input ``x`` (with batch axis), from one forward pass.
+
+    ``layout="channels_last"`` (default) returns ``(N, *spatial, C)`` for every layer;
+    ``layout="native"`` returns the arrays as the layers produced them.
+    """
+    if layout not in ("channels_last", "native"):
+        raise ValueError(f"layout must be 'channels_last' or 'native'. Received: {layout!r}")
+    paths = list(paths)
+    result = capture_io(model, x, outputs=paths)
+    resolved = _check_paths(model, paths)
+    out: dict[str, np.ndarray] = {}
+    for asked, path in zip(paths, resolved, strict=True):
+        arr = result.outputs[path]
+        if layout == "channels_last":
+            arr = to_channels_last(arr, result.channels_first[path])
+        out[asked] = arr
+    return out
