@@ -1,0 +1,45 @@
+# Everything a fresh machine needs, from this repo's own files.
+#   make app   - install (runtime + dashboard) and open the dashboard on a bundled sample model
+#   make test  - install (everything + Chromium for the browser test) and run the whole test suite
+#   make bench - run the side-by-side benchmark (writes bench/results/latest.md)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP_ALL := $(VENV)/.installed-all
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: app test bench lint system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_ALL): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_ALL)
+
+# Debian's Chromium for the end-to-end dashboard test (Playwright drives it; no browser downloads).
+system-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+app: $(STAMP_ALL)
+	$(VENV)/bin/inspector app
+
+test: $(STAMP_TEST) system-deps
+	$(PY) -m pytest
+
+bench: $(STAMP_TEST)
+	$(PY) bench/run.py
+
+lint: $(STAMP_TEST)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache test-artifacts
