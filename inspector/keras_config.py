@@ -13,6 +13,7 @@ Facts used here are in FORMATS.md sections 1.3 and 1.5:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,9 +152,6 @@ class _Parser:
         cfg = dict(entry.get("config") or {})
         name = str(cfg.get("name") or entry.get("name") or entry.get("class_name", "layer"))
         class_name = str(entry.get("class_name", ""))
-        if "layers" in cfg and class_name not in CONTAINER_CLASSES and "Sequential" not in class_name:
-            # A Model subclass registered under its own name but serialised as Functional.
-            pass
         build = entry.get("build_config") or {}
         input_shape = _shape(build.get("input_shape")) if isinstance(build, Mapping) else None
         if input_shape is None:
@@ -215,7 +213,7 @@ class _Parser:
             previous = [layer.path]
         self._assign_groups(members)
         # Output shape of layer i is the input shape of layer i+1 (exact).
-        for current, following in zip(members, members[1:], strict=False):
+        for current, following in itertools.pairwise(members):
             if current.output_shape is None and following.input_shape is not None:
                 current.output_shape = following.input_shape
         key = prefix.rstrip("/")
@@ -302,7 +300,7 @@ def _through_raw_ops(name: str, raw_ops: Mapping[str, list[str]], depth: int = 0
 
 def _is_container(entry: Mapping[str, Any]) -> bool:
     cfg = entry.get("config") or {}
-    return entry.get("class_name") in CONTAINER_CLASSES and isinstance(cfg.get("layers"), list) or (
+    return (entry.get("class_name") in CONTAINER_CLASSES and isinstance(cfg.get("layers"), list)) or (
         isinstance(cfg.get("layers"), list) and all(isinstance(x, Mapping) and "class_name" in x
                                                     for x in cfg["layers"])
         and ("input_layers" in cfg or entry.get("class_name") == "Sequential")

@@ -7,6 +7,7 @@ dtype now and read its bytes (all, or a slice) only when asked. Nothing here imp
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -245,10 +246,8 @@ class ModelIndex:
         with self._lock:
             closers, self._closers = self._closers, []
         for closer in reversed(closers):
-            try:
+            with contextlib.suppress(Exception):  # closing must never raise over a real error
                 closer()
-            except Exception:  # closing must never raise over a real error
-                pass
 
     # -- lookups --------------------------------------------------------------------------------------
     @property

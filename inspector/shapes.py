@@ -34,7 +34,8 @@ def conv_output_length(n: int | None, k: int, s: int, d: int, padding: str) -> i
     return (n - (k - 1) * d - 1) // s + 1
 
 
-def transpose_output_length(n: int | None, k: int, s: int, d: int, padding: str, output_padding: int | None) -> int | None:
+def transpose_output_length(n: int | None, k: int, s: int, d: int, padding: str,
+                            output_padding: int | None) -> int | None:
     if n is None:
         return None
     k_eff = (k - 1) * d + 1

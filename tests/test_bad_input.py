@@ -42,7 +42,8 @@ def _tiny_keras(d: Path) -> Path:
         g.create_dataset("0", data=np.ones((3, 2), "float32"))
         g.create_dataset("1", data=np.zeros((2,), "float32"))
     config = ('{"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": ['
-              '{"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [null, 3], "name": "in"}},'
+              '{"module": "keras.layers", "class_name": "InputLayer",'
+              ' "config": {"batch_shape": [null, 3], "name": "in"}},'
               '{"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": 2},'
               ' "build_config": {"input_shape": [null, 3]}}]}}')
     path = d / "tiny.keras"

@@ -47,7 +47,9 @@ def format_table(index: ModelIndex, weights: bool = True) -> str:
         return "  ".join(parts).rstrip()
 
     rule = "-" * len(line(headers))
-    title = f'Model: "{index.name or "?"}"  format: {index.format}' + (f"  written by {index.writer}" if index.writer else "")
+    title = f'Model: "{index.name or "?"}"  format: {index.format}'
+    if index.writer:
+        title += f"  written by {index.writer}"
     out = [title, rule, line(headers), rule, *(line(r) for r in rows), rule]
     out.append(f"Total params: {_count(index.total_params)} ({index.total_bytes / 1e6:.2f} MB)")
     out.append(f"Trainable params: {_count(index.trainable_params)}")

@@ -118,7 +118,8 @@ def class_from_hint(hint: str) -> str | None:
     return _CLASS_BY_SNAKE.get(base) or _CLASS_BY_SNAKE.get(hint)
 
 
-def infer_kind_from_weights(names: Sequence[str | None], shapes: Sequence[tuple[int, ...]]) -> tuple[str | None, LayerKind]:
+def infer_kind_from_weights(names: Sequence[str | None],
+                            shapes: Sequence[tuple[int, ...]]) -> tuple[str | None, LayerKind]:
     """Guess a class from variable names and shapes when nothing else says (weights-only, SavedModel)."""
     plain = [None if n is None else n.split(":", 1)[0].rsplit("/", 1)[-1].lstrip("_") for n in names]
     if "pointwise_kernel" in plain and "depthwise_kernel" in plain:

@@ -8,7 +8,7 @@ from Keras 3.6 each ``vars`` group carries the layer name as attribute ``name``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
@@ -40,7 +40,9 @@ class H5Source:
 
 def _sorted_vars(group: h5py.Group) -> list[h5py.Dataset]:
     items = [(k, v) for k, v in group.items() if isinstance(v, h5py.Dataset)]
-    return [v for _, v in sorted(items, key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))]
+    # 'vars/10' sorts after 'vars/9': numeric order is creation order.
+    items.sort(key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))
+    return [v for _, v in items]
 
 
 _CELL_VARS = ("kernel", "recurrent_kernel", "bias")
@@ -177,10 +179,7 @@ def index_without_graph(src: H5Source, warnings: list[str], subclassed: bool = F
     if "vars" in root and _sorted_vars(root["vars"]):
         entries.insert(0, ("", None, root, False))
     for path, hint, group, is_leaf in entries:
-        if is_leaf:
-            raws = layer_tensors(src, group)
-        else:
-            raws = [src.tensor(ds) for ds in _sorted_vars(group["vars"])]
+        raws = layer_tensors(src, group) if is_leaf else [src.tensor(ds) for ds in _sorted_vars(group["vars"])]
         if not raws:
             continue
         class_hint = class_from_hint(hint) if hint else None

@@ -39,7 +39,8 @@ def read_keras_archive(path: str) -> ModelIndex:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise CorruptModelError(
-            f"cannot open the .keras archive: {exc}; it may be truncated or damaged; {EXPECTED}. Received: {path}") from exc
+            f"cannot open the .keras archive: {exc}; it may be truncated or damaged; {EXPECTED}. Received: {path}"
+        ) from exc
     with zf:
         names = set(zf.namelist())
         if "config.json" not in names:
