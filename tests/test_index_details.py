@@ -1,0 +1,179 @@
+"""Index details beyond the zoo matrix: optimizer state, lookups, dtypes, other writers, laziness."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+import inspector
+from inspector.errors import LayerNotFoundError
+
+pytestmark = pytest.mark.keras
+
+
+def _small_cnn(name: str = "cnn") -> Any:
+    import keras
+
+    L = keras.layers
+    return keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv_a"), L.BatchNormalization(name="bn"),
+                             L.DepthwiseConv2D(3, name="dw"), L.Flatten(), L.Dense(2, name="out")], name=name)
+
+
+def test_optimizer_state_is_not_a_layer(tmp_path: Path) -> None:
+    model = _small_cnn()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.zeros((4, 8, 8, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
+    model.save(tmp_path / "t.keras")
+    model.save(tmp_path / "t.h5")
+    model.save_weights(tmp_path / "t.weights.h5")
+    with h5py.File(tmp_path / "t.weights.h5") as h5:
+        assert "optimizer" in h5  # the fixture really carries optimizer state
+    for name in ("t.keras", "t.h5", "t.weights.h5"):
+        with inspector.open_model(tmp_path / name) as index:
+            assert index.total_params == model.count_params(), name
+            assert not any("optimizer" in layer.path for layer in index), name
+
+
+def test_lookup_suggests_close_matches(tmp_path: Path) -> None:
+    _small_cnn().save(tmp_path / "m.keras")
+    with inspector.open_model(tmp_path / "m.keras") as index:
+        assert index.layer("conv_a").path == "conv_a"
+        with pytest.raises(LayerNotFoundError) as info:
+            index.layer("conv_b")
+        assert "conv_a" in str(info.value) and "Received: 'conv_b'" in str(info.value)
+        assert isinstance(info.value, KeyError)
+
+
+def test_nested_lookup_by_unique_name(tmp_path: Path) -> None:
+    import keras
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="deep")], name="inner")
+    inp = keras.Input((3,))
+    keras.Model(inp, inner(inp)).save(tmp_path / "n.keras")
+    with inspector.open_model(tmp_path / "n.keras") as index:
+        assert index.layer("deep").path == "inner/deep"
+        assert index.layer("inner/deep").params == 8
+
+
+def test_bfloat16_layer_is_decoded(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, dtype="bfloat16", name="bf")])
+    model.save(tmp_path / "bf.keras")
+    with inspector.open_model(tmp_path / "bf.keras") as index:
+        ref = index.layer("bf").kernel
+        assert ref.dtype == "bfloat16" and ref.nbytes == 4 * 3 * 2
+        expected = np.asarray(model.layers[0].kernel.numpy(), dtype="float32")
+        np.testing.assert_array_equal(ref.read(), expected)
+        np.testing.assert_array_equal(ref.read((slice(None), 1)), expected[:, 1])
+
+
+def test_tf_keras_archive(tmp_path: Path) -> None:
+    """tf_keras 2.x writes .keras too: no name attributes, depthwise_kernel, a metrics group."""
+    code = (
+        "import tf_keras as k, numpy as np\n"
+        "L = k.layers\n"
+        "m = k.Sequential([k.Input((8, 8, 3)), L.Conv2D(4, 3, name='c'), L.DepthwiseConv2D(3, name='dw'),"
+        " L.Flatten(), L.Dense(2, name='d')])\n"
+        "m.compile('adam', 'mse', metrics=['mae'])\n"
+        "m.fit(np.zeros((2, 8, 8, 3)), np.zeros((2, 2)), verbose=0)\n"
+        f"m.save({str(tmp_path / 'tfk.keras')!r})\n"
+        "print(m.count_params(), [l.count_params() for l in m.layers])\n"
+        f"np.save({str(tmp_path / 'dw.npy')!r}, m.get_layer('dw').get_weights()[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    total, per_layer = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    with inspector.open_model(tmp_path / "tfk.keras") as index:
+        assert index.total_params == int(total)
+        assert [layer.params for layer in index] == eval(per_layer)  # list printed by the writer process
+        dw = index.layer("dw")
+        assert dw.kind == "depthwise" and dw.kernel is not None and dw.kernel.name == "kernel"
+        np.testing.assert_array_equal(dw.kernel.read(), np.load(tmp_path / "dw.npy"))
+
+
+def test_keras_without_name_attributes(tmp_path: Path) -> None:
+    """Keras 3.0-3.5 files have no 'name' attribute on vars groups: groups are matched by class-derived name."""
+    model = _small_cnn()
+    model.save(tmp_path / "new.keras")
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(tmp_path / "new.keras") as src:
+        weights = tmp_path / "w.h5"
+        weights.write_bytes(src.read("model.weights.h5"))
+        with h5py.File(weights, "r+") as h5:
+            h5.visititems(lambda name, obj: obj.attrs.__delitem__("name") if "name" in obj.attrs else None)
+        with zipfile.ZipFile(old, "w") as dst:
+            for member in ("metadata.json", "config.json"):
+                dst.writestr(member, src.read(member))
+            dst.write(weights, "model.weights.h5")
+    with inspector.open_model(old) as index:
+        assert [layer.path for layer in index] == [layer.name for layer in model.layers]
+        np.testing.assert_array_equal(index.layer("dw").kernel.read(), model.get_layer("dw").kernel.numpy())
+
+
+def test_reading_a_slice_reads_only_that_slice(tmp_path: Path) -> None:
+    model = _small_cnn()
+    model.save(tmp_path / "m.keras")
+    with inspector.open_model(tmp_path / "m.keras") as index:
+        kernel = index.layer("conv_a").kernel
+        full = kernel.read()
+        np.testing.assert_array_equal(kernel.read((..., 2)), full[..., 2])
+        np.testing.assert_array_equal(kernel.read((slice(0, 2), 1)), full[0:2, 1])
+
+
+def test_model_file_is_never_modified(tmp_path: Path) -> None:
+    _small_cnn().save(tmp_path / "m.keras")
+    before = (tmp_path / "m.keras").read_bytes()
+    mtime = (tmp_path / "m.keras").stat().st_mtime_ns
+    with inspector.open_model(tmp_path / "m.keras") as index:
+        for layer in index:
+            for w in layer.weights:
+                w.read()
+    assert (tmp_path / "m.keras").read_bytes() == before
+    assert (tmp_path / "m.keras").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_summary_json_contract(tmp_path: Path) -> None:
+    import json
+
+    model = _small_cnn()
+    model.save(tmp_path / "m.keras")
+    out = subprocess.run([sys.executable, "-m", "inspector", "summary", str(tmp_path / "m.keras"), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)  # exactly one JSON object
+    assert data["format"] == "keras"
+    assert data["total_params"] == model.count_params()
+    assert data["trainable_params"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert [entry["path"] for entry in data["layers"]] == [layer.name for layer in model.layers]
+    assert sum(entry["params"] for entry in data["layers"]) == data["total_params"]
+    conv = data["layers"][0]
+    assert conv["class_name"] == "Conv2D" and conv["kind"] == "conv" and conv["output_shape"] == [None, 6, 6, 4]
+    assert conv["weights"][0] == {"name": "kernel", "shape": [3, 3, 3, 4], "dtype": "float32", "trainable": True}
+
+
+def test_summary_table_rows_sum_to_total(tmp_path: Path) -> None:
+    """torchinfo-style invariant: the params column sums to the printed total."""
+    from inspector.commands.summary import format_table
+
+    model = _small_cnn()
+    model.save(tmp_path / "m.keras")
+    with inspector.open_model(tmp_path / "m.keras") as index:
+        text = format_table(index, weights=False)  # params is then the last column
+        names = {layer.path for layer in index}
+    rows = [line for line in text.splitlines() if line.split() and line.split()[0] in names]
+    assert len(rows) == len(model.layers)
+    column = sum(int(line.split()[-1].replace(",", "")) for line in rows)
+    total = int(next(line for line in text.splitlines() if line.startswith("Total params")).split()[2]
+                .replace(",", ""))
+    assert column == total == model.count_params()
