@@ -37,9 +37,9 @@ from .h5tensors import RawTensor, dataset_tensor
 
 __all__ = ["read_legacy_h5", "writer_name"]
 
-WEIGHTS_ONLY_NOTE = ("weights-only file (save_weights): no architecture is stored, so kinds are inferred from "
-                     "weight names and shapes, and strides, padding, activations, connectivity and output "
-                     "shapes are unknown")
+WEIGHTS_ONLY_NOTE = ("weights-only file (save_weights): no architecture is stored, so kinds are inferred "
+                     "from weight names and shapes, and strides, padding, activations, connectivity and "
+                     "output shapes are unknown")
 
 # Marks a config node as a raw op for the config parser (kinds.is_raw_op checks this prefix).
 _RAW_OP_MODULE = "keras.src.ops"
@@ -100,7 +100,7 @@ def _resolve(group: h5py.Group, entry: str) -> h5py.Dataset | None:
     if isinstance(found, h5py.Dataset):
         return found
     datasets: list[tuple[str, h5py.Dataset]] = []
-    group.visititems(lambda name, obj: datasets.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+    group.visititems(lambda n, o: datasets.append((n, o)) if isinstance(o, h5py.Dataset) else None)
     for rel, ds in datasets:
         if rel.endswith("/" + entry) or entry.endswith("/" + rel):
             return ds
@@ -122,8 +122,8 @@ def _group_entries(group: h5py.Group, path: str, where: str) -> list[tuple[str, 
         ds = _resolve(group, name)
         if ds is None:
             raise CorruptModelError(
-                f"weight {name!r} listed for layer group {where!r} is missing from the file; the file is damaged "
-                f"or was edited. Expected every weight_names entry to be a dataset. Received: {path}")
+                f"weight {name!r} listed for layer group {where!r} is missing from the file; the file is "
+                f"damaged or was edited. Expected every weight_names entry to be a dataset. Received: {path}")
         entries.append((name, ds))
     return entries
 
@@ -189,8 +189,9 @@ def _base_class(layer: ConfigLayer) -> str:
     return layer.class_name.rsplit(">", 1)[-1]
 
 
-def _split_container(container: ConfigLayer, leaves: Sequence[ConfigLayer],
-                     entries: Sequence[tuple[str, RawTensor]]) -> tuple[dict[str, list[RawTensor]], list[RawTensor]]:
+def _split_container(
+    container: ConfigLayer, leaves: Sequence[ConfigLayer], entries: Sequence[tuple[str, RawTensor]]
+) -> tuple[dict[str, list[RawTensor]], list[RawTensor]]:
     """Assign a nested model's weights to its layers by matching layer names in the weight names.
 
     Returns tensors per leaf path and the tensors no layer name matched.
@@ -233,10 +234,11 @@ def _layer_raws(layer: ConfigLayer | None, name: str,
 
 # -- config normalisation ----------------------------------------------------------------------------
 
-def _normalise_config(entry: Any, top_layer_names: set[str] | None, keras3: bool) -> Any:
+def _normalise_config(entry: Any, top_layer_names: Sequence[str] | None, keras3: bool) -> Any:
     """A copy of a model config the shared parser reads like any other.
 
     * Keras <= 2.2 Sequential: ``config`` is the bare layer list; the parser wants ``{name, layers}``.
+      A nested one has no name at all, so at the top level it takes its ``layer_names`` entry (same order).
     * Keras 3's legacy writer drops each layer's ``module``, so raw-op nodes (``x + y``, ``ops.relu``)
       look like layers. They are not in ``layer_names`` (top level) and their config holds only a
       ``name`` (no ``trainable`` / ``dtype``, which every Layer serialises): mark them as raw ops.
@@ -250,14 +252,20 @@ def _normalise_config(entry: Any, top_layer_names: set[str] | None, keras3: bool
     if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list):
         cfg = dict(cfg)
         layers = []
-        for sub in cfg["layers"]:
+        real = [isinstance(e, Mapping) and e.get("class_name") != "InputLayer" for e in cfg["layers"]]
+        names_fit = top_layer_names is not None and sum(real) == len(top_layer_names)
+        for position, sub in enumerate(cfg["layers"]):
+            unnamed_seq = (isinstance(sub, Mapping) and sub.get("class_name") == "Sequential"
+                           and isinstance(sub.get("config"), list) and not sub.get("name"))
+            if unnamed_seq and names_fit and top_layer_names is not None:
+                sub = {**sub, "name": top_layer_names[sum(real[:position])]}
             if isinstance(sub, Mapping) and out.get("class_name") != "Sequential":
                 sub_cfg = sub.get("config")
                 sub_name = sub.get("name") or (sub_cfg.get("name") if isinstance(sub_cfg, Mapping) else None)
                 only_name = isinstance(sub_cfg, Mapping) and set(sub_cfg) <= {"name"}
                 not_listed = top_layer_names is not None and sub_name not in top_layer_names
-                if sub.get("class_name") != "InputLayer" and sub.get("class_name") not in CONTAINER_CLASSES and (
-                        not_listed or (keras3 and only_name)) and not sub.get("module"):
+                layer_like = sub.get("class_name") not in ("InputLayer", *CONTAINER_CLASSES)
+                if layer_like and (not_listed or (keras3 and only_name)) and not sub.get("module"):
                     sub = {**sub, "module": _RAW_OP_MODULE}
             layers.append(_normalise_config(sub, None, keras3))
         cfg["layers"] = layers
@@ -324,18 +332,18 @@ def _read_full_model(path: str, h5: h5py.File) -> tuple[ModelIndex, bool]:
     version = _text(h5.attrs.get("keras_version", weights_root.attrs.get("keras_version", ""))) or None
     warnings: list[str] = []
     if version and version.split(".")[0] == "1":
-        warnings.append(f"written by Keras {version}: Keras 1 weight names and kernel layouts may differ from "
-                        "Keras 2/3, so weight names and filter slices may be wrong")
+        warnings.append(f"written by Keras {version}: Keras 1 weight names and kernel layouts may differ "
+                        "from Keras 2/3, so weight names and filter slices may be wrong")
     layer_names = _names(weights_root.attrs, "layer_names")
     if "layer_names" not in weights_root.attrs:
         layer_names = [k for k in weights_root if k != "top_level_model_weights"]
     keras3 = bool(version) and version.split(".")[0] == "3"
-    graph = parse_model_config(_normalise_config(copy.deepcopy(config), set(layer_names), keras3))
+    graph = parse_model_config(_normalise_config(copy.deepcopy(config), layer_names, keras3))
     tensors = _Tensors(path)
     if not graph.has_layer_list:
         layers = _records_without_config(tensors, weights_root, layer_names)
-        warnings.append("the model_config lists no layers (subclassed model), so kinds are inferred from weight "
-                        "names and shapes")
+        warnings.append("the model_config lists no layers (subclassed model), so kinds are inferred from "
+                        "weight names and shapes")
     else:
         layers = _records_with_graph(tensors, weights_root, layer_names, graph, warnings)
     own = _top_level_weights(tensors, weights_root, graph.name or "model")
@@ -384,8 +392,8 @@ def _records_with_graph(tensors: _Tensors, weights_root: h5py.Group, layer_names
         if leftover:
             # Kept on the nested model itself so totals stay exact, and said plainly.
             found[layer.path] = leftover
-            warnings.append(f"{len(leftover)} weight(s) of nested model {layer.path!r} match no layer name, e.g. "
-                            f"{entries[0][0]!r}; they are listed under the nested model")
+            warnings.append(f"{len(leftover)} weight(s) of nested model {layer.path!r} match no layer name, "
+                            f"e.g. {entries[0][0]!r}; they are listed under the nested model")
     if unknown:
         warnings.append(f"{len(unknown)} weight group(s) match no layer of the model_config, e.g. "
                         f"{unknown[0].path!r}; their kinds are inferred from weight names")
@@ -435,8 +443,8 @@ def _records_without_config(tensors: _Tensors, root: h5py.Group, layer_names: li
         group = root.get(name)
         if not isinstance(group, h5py.Group):
             raise CorruptModelError(
-                f"layer {name!r} is listed in layer_names but has no group; the file is damaged. Expected one "
-                f"group per listed layer. Received: {tensors.path}")
+                f"layer {name!r} is listed in layer_names but has no group; the file is damaged. Expected "
+                f"one group per listed layer. Received: {tensors.path}")
         entries = tensors.entries(group, name)
         if not entries:
             continue
@@ -446,7 +454,7 @@ def _records_without_config(tensors: _Tensors, root: h5py.Group, layer_names: li
             match = _match_position(comps, name)
             scope = name if match is not None or len(comps) < 2 else comps[0]
             scopes.setdefault(scope, []).append((weight_name, raw))
-        if len(scopes) == 1:
+        if list(scopes) == [name]:
             raws = _layer_raws(None, name, entries)
             records.append(weights_only_record(name, _hint(name, raws), raws))
             continue
