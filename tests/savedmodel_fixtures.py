@@ -107,7 +107,8 @@ def _build_keras3_model() -> Any:
     x = layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
     x = layers.SeparableConv2D(5, 2, name="sep")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dense(6, name="fc")(x)
+    x = layers.Dropout(0.1, name="drop")(x)  # its SeedGenerator state is a variable, but not a weight
+    x = layers.Dense(6, name="fc", trainable=False)(x)  # frozen: checks the trainable flags
     outputs = inner(x)
     model = keras.Model(inputs, outputs, name="tiny")
     _fill_unique(model)
@@ -141,14 +142,15 @@ def _build_tf_keras_model(with_optimizer: bool) -> Any:
     import tf_keras
     from tf_keras import layers
 
-    inner = tf_keras.Sequential([layers.Dense(4, name="d_in"), layers.Dense(3, name="d_out")], name="inner_seq")
+    inner = tf_keras.Sequential([layers.Dense(4, name="d_in"), layers.Dense(3, name="d_out")],
+                                name="inner_seq")
     inputs = tf_keras.Input(INPUT_SHAPE, name="img")
     x = layers.Conv2D(4, 3, use_bias=False, name="convA")(inputs)
     x = layers.BatchNormalization(name="bnA")(x)
     x = layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
     x = layers.SeparableConv2D(5, 2, name="sep")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dense(6, name="fc", trainable=False)(x)
+    x = layers.Dense(6, name="fc", trainable=False)(x)  # frozen: checks the trainable flags
     outputs = inner(x)
     model = tf_keras.Model(inputs, outputs, name="tiny")
     _fill_unique(model)

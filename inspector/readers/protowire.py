@@ -55,7 +55,12 @@ def iter_fields(buf: memoryview | bytes) -> Iterator[tuple[int, int, FieldValue]
     pos = 0
     end = len(view)
     while pos < end:
-        tag, pos = read_varint(view, pos)
+        # Single-byte varints (field numbers < 16, short lengths) are the common case: decode inline.
+        tag = view[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = read_varint(view, pos)
         number, wire = tag >> 3, tag & 7
         if number == 0:
             raise WireError("field number 0")
@@ -63,7 +68,11 @@ def iter_fields(buf: memoryview | bytes) -> Iterator[tuple[int, int, FieldValue]
             value, pos = read_varint(view, pos)
             yield number, wire, value
         elif wire == LENGTH:
-            length, pos = read_varint(view, pos)
+            if pos < end and view[pos] < 0x80:
+                length = view[pos]
+                pos += 1
+            else:
+                length, pos = read_varint(view, pos)
             if pos + length > end:
                 raise WireError(f"field {number} claims {length} bytes but only {end - pos} remain")
             yield number, wire, view[pos:pos + length]

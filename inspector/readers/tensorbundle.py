@@ -87,8 +87,8 @@ def _block(data: bytes, offset: int, size: int, path: str) -> memoryview:
     kind = data[end]
     if kind == 1:
         raise CorruptModelError(
-            "the checkpoint index uses snappy-compressed blocks, which this reader does not decode; expected "
-            f"the uncompressed blocks TensorFlow writes (re-save the model with TensorFlow). Received: {path}")
+            "the checkpoint index uses snappy-compressed blocks, which this reader does not decode; "
+            f"expected the uncompressed blocks TensorFlow writes (re-save it with TensorFlow). Received: {path}")
     if kind != 0:
         raise _corrupt(path, f"unknown block compression type {kind}")
     return memoryview(data)[offset:end]
@@ -176,8 +176,8 @@ class TensorBundle:
         self.index_path = f"{prefix}.index"
         if not os.path.isfile(self.index_path):
             raise CorruptModelError(
-                f"the SavedModel has no variables index ({os.path.basename(self.index_path)} is missing); expected "
-                f"variables/variables.index next to saved_model.pb. Received: {os.path.dirname(prefix)}")
+                f"the SavedModel has no variables index ({os.path.basename(self.index_path)} is missing); "
+                f"expected variables/variables.index next to saved_model.pb. Received: {os.path.dirname(prefix)}")
         self.entries: dict[str, BundleEntry] = {}
         self.num_shards = 1
         self.byteorder = "<"
@@ -217,14 +217,14 @@ class TensorBundle:
                 raise _corrupt(self.index_path, f"an entry names shard {shard_id} of {self.num_shards}")
             if not os.path.isfile(path):
                 raise CorruptModelError(
-                    f"the SavedModel is missing the variables data shard {os.path.basename(path)}; expected all "
-                    f"{self.num_shards} variables.data-*-of-{self.num_shards:05d} files. "
+                    f"the SavedModel is missing the variables data shard {os.path.basename(path)}; expected "
+                    f"all {self.num_shards} variables.data-*-of-{self.num_shards:05d} files. "
                     f"Received: {os.path.dirname(path)}")
             size = os.path.getsize(path)
             if size < end:
                 raise CorruptModelError(
-                    f"the variables data shard {os.path.basename(path)} is truncated: {size} bytes, but the index "
-                    f"needs {end}; expected a complete SavedModel. Received: {path}")
+                    f"the variables data shard {os.path.basename(path)} is truncated: {size} bytes, but the "
+                    f"index needs {end}; expected a complete SavedModel. Received: {path}")
 
     # -- tensors --------------------------------------------------------------------------------------
     def _storage_dtype(self, entry: BundleEntry) -> np.dtype:
@@ -274,7 +274,8 @@ class TensorBundle:
                     arr = np.fromfile(fh, dtype=storage, count=count, offset=entry.offset)
                 if arr.size != count:
                     raise CorruptModelError(
-                        f"the data shard ends inside tensor {key!r}; the SavedModel is truncated. Received: {path}")
+                        f"the data shard ends inside tensor {key!r}; the SavedModel is truncated. "
+                        f"Received: {path}")
                 arr = arr.reshape(shape)
                 return finish(arr if index is None else arr[index])
             mapped = np.memmap(path, dtype=storage, mode="r", offset=entry.offset, shape=shape)
@@ -295,7 +296,7 @@ class TensorBundle:
         try:
             return parse_object_graph(bytes(blob))
         except WireError as exc:
-            raise _corrupt(self.index_path, f"the checkpoint object graph is not a valid protobuf ({exc})") from exc
+            raise _corrupt(self.index_path, f"its object graph is not a valid protobuf ({exc})") from exc
 
 
 @dataclass
@@ -305,7 +306,7 @@ class TrackableNode:
     node_id: int
     children: list[tuple[str, int]]  # (local_name, node_id)
     attributes: list[tuple[str, str, str]]  # (name, full_name, checkpoint_key)
-    slot_variables: list[tuple[int, str, int]]  # (original_variable_node_id, slot_name, slot_variable_node_id)
+    slot_variables: list[tuple[int, str, int]]  # (original variable node, slot name, slot variable node)
 
 
 def parse_object_graph(blob: bytes) -> list[TrackableNode]:
