@@ -98,9 +98,10 @@ def _from_index(index: ModelIndex, safe_mode: bool) -> Any:
     except InspectorError:
         raise
     except Exception as exc:
-        reason = first_error if first_error is not None else exc
+        why = _short(exc, 160) if first_error is None else \
+            f"{_short(first_error, 120)}; rebuilding from the config failed too: {_short(exc, 120)}"
         raise ModelNotRunnableError(
-            f"Keras cannot rebuild this model ({_short(reason)}); filters and statistics still work. "
+            f"Keras cannot build this model ({why}); filters and statistics still work. "
             f"Received: {index.source}") from exc
 
 
@@ -151,11 +152,13 @@ def rebuild_from_index(index: ModelIndex, *, safe_mode: bool = True) -> Any:
         raise ModelNotRunnableError(f"the model has no stored architecture. Received: {index.source}")
     config = copy.deepcopy(dict(index.model_config))
     _clean_config(config, keras.layers)
+    if not _is_keras3_config(config):
+        _renumber_nested_model_nodes(config)
     if _is_keras3_config(config):
         with serialization_lib.SafeModeScope(safe_mode):
             model = keras.saving.deserialize_keras_object(config)
     else:
-        from keras.src.saving import saving_options
+        from keras.src.legacy.saving import saving_options
 
         with saving_options.keras_option_scope(use_legacy_config=True), \
                 serialization_lib.SafeModeScope(safe_mode):
@@ -170,14 +173,13 @@ def _is_keras3_config(config: Mapping[str, Any]) -> bool:
 
 def _iter_layer_entries(config: Any) -> Iterator[dict[str, Any]]:
     """Every layer entry of a model config, nested models included (the model entry itself too)."""
-    if isinstance(config, dict):
-        if "class_name" in config and isinstance(config.get("config"), dict):
-            yield config
-            for sub in config["config"].get("layers") or []:
-                yield from _iter_layer_entries(sub)
-            inner = config["config"].get("layer")  # wrappers: TimeDistributed, Bidirectional
-            if isinstance(inner, dict):
-                yield from _iter_layer_entries(inner)
+    if isinstance(config, dict) and "class_name" in config and isinstance(config.get("config"), dict):
+        yield config
+        for sub in config["config"].get("layers") or []:
+            yield from _iter_layer_entries(sub)
+        inner = config["config"].get("layer")  # wrappers: TimeDistributed, Bidirectional
+        if isinstance(inner, dict):
+            yield from _iter_layer_entries(inner)
 
 
 def _accepted_kwargs(cls: type) -> frozenset[str] | None:
@@ -210,6 +212,47 @@ def _clean_config(config: dict[str, Any], layers_module: Any) -> None:
         cfg = entry["config"]
         for key in [k for k in cfg if k not in accepted and k not in _BASE_KWARGS]:
             del cfg[key]
+
+
+_CONTAINERS = ("Functional", "Model", "Sequential")
+
+
+def _node_refs(obj: Any) -> Iterator[list[Any]]:
+    """Keras 2 tensor references ``[layer_name, node_index, tensor_index, (kwargs)]``, mutable in place."""
+    if isinstance(obj, list):
+        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int) and isinstance(obj[2], int):
+            yield obj
+            return
+        for item in obj:
+            yield from _node_refs(item)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _node_refs(value)
+
+
+def _renumber_nested_model_nodes(config: dict[str, Any]) -> None:
+    """Shift references to nested models' call nodes down by one, at every Functional level.
+
+    A tf.keras 2 nested model owns node 0 (its own graph, made when it was built) and the outer
+    model's call is node 1, so configs say ``["inner_seq", 1, 0]``. A rebuilt Keras 3 nested model
+    has no such node: the outer call is node 0.
+    """
+    for entry in _iter_layer_entries(config):
+        if entry.get("class_name") not in _CONTAINERS:
+            continue
+        cfg = entry["config"]
+        layers = [e for e in cfg.get("layers") or [] if isinstance(e, dict)]
+        nested = {str(e.get("config", {}).get("name") or e.get("name")) for e in layers
+                  if e.get("class_name") in _CONTAINERS}
+        if not nested:
+            continue
+        refs = [r for e in layers for r in _node_refs(e.get("inbound_nodes") or [])]
+        refs += list(_node_refs(cfg.get("output_layers") or []))
+        for name in nested:
+            mine = [r for r in refs if r[0] == name]
+            if mine and all(r[1] >= 1 for r in mine):
+                for r in mine:
+                    r[1] -= 1
 
 
 def find_layer(model: Any, path: str) -> Any:

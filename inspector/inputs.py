@@ -1,0 +1,228 @@
+"""Model inputs from image files, ``.npy`` arrays or a built-in sample, fitted to the model's input.
+
+Preprocessing is explicit, never guessed from the model (docs/decomposition.md, "Inputs"):
+
+* ``scale01``: pixel values ``v / 255`` → [0, 1]
+* ``scale11``: ``v / 127.5 - 1`` → [-1, 1]
+* ``meanstd``: ``(v - mean) / std`` per channel, on the 0..255 values (give ``mean`` and ``std``)
+* ``none``: values as stored (0..255 for images, as-is for arrays)
+* ``auto`` (default): ``scale01`` for images and the built-in sample, ``none`` for ``.npy`` arrays
+  (arrays are assumed to be preprocessed already).
+
+Fitting: images are resized (bilinear) to the model's height and width when those are fixed, and
+converted to 1 (grayscale), 3 (RGB) or 4 (RGBA) channels; channels_first models get ``(C, H, W)``.
+Arrays must already have the input shape, with or without a batch axis; a channel axis of size 1
+may be missing. The result always has a batch axis and dtype float32.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputDataError, missing_dependency
+
+__all__ = ["PREPROCESS_CHOICES", "InputSpec", "input_spec_from_model", "load_input", "sample_image"]
+
+PREPROCESS_CHOICES = ("auto", "scale01", "scale11", "meanstd", "none")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_DEFAULT_SIDE = 64  # sample size for models whose spatial size is not fixed
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model input shape without the batch axis (``None`` = any size) and its layout."""
+
+    shape: tuple[int | None, ...]
+    channels_first: bool = False
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def channels(self) -> int | None:
+        if not self.shape:
+            return None
+        return self.shape[0] if self.channels_first else self.shape[-1]
+
+    @property
+    def spatial(self) -> tuple[int | None, ...]:
+        return self.shape[1:] if self.channels_first else self.shape[:-1]
+
+    def describe(self) -> str:
+        dims = ", ".join("any" if d is None else str(d) for d in self.shape)
+        return f"({dims})" + (" channels_first" if self.channels_first else "")
+
+
+def input_spec_from_model(model: object) -> InputSpec:
+    """The input spec of a Keras model: its (first) input shape, layout from its first conv-like layer."""
+    from .activations import _first_data_format
+
+    shape = model.inputs[0].shape  # type: ignore[attr-defined]
+    return InputSpec(tuple(None if d is None else int(d) for d in shape[1:]), _first_data_format(model))
+
+
+def sample_image(height: int, width: int, channels: int) -> np.ndarray:
+    """A deterministic test picture, values 0..255: diagonal colour gradients under a soft checkerboard.
+
+    Edges in several orientations and smooth ramps give every typical first-layer filter something
+    to respond to; no randomness, so outputs are reproducible anywhere.
+    """
+    yy, xx = np.meshgrid(np.linspace(0.0, 1.0, height), np.linspace(0.0, 1.0, width), indexing="ij")
+    checker = ((np.floor(yy * 4) + np.floor(xx * 4)) % 2) * 0.35
+    ring = 0.3 * (np.hypot(yy - 0.5, xx - 0.5) < 0.3)
+    bases = [xx, yy, 1.0 - (xx + yy) / 2.0, (xx * yy)]
+    planes = [np.clip(0.65 * bases[c % 4] + checker + ring * (c % 2), 0.0, 1.0) for c in range(channels)]
+    return (np.stack(planes, axis=-1) * 255.0).astype(np.float32)
+
+
+def _preprocess(x: np.ndarray, how: str, mean: Sequence[float] | None, std: Sequence[float] | None,
+                channel_axis: int) -> np.ndarray:
+    if how == "none":
+        return x
+    if how == "scale01":
+        return x / 255.0
+    if how == "scale11":
+        return x / 127.5 - 1.0
+    if how == "meanstd":
+        if mean is None or std is None:
+            raise InputDataError(
+                "preprocessing 'meanstd' needs --mean and --std (one value, or one per channel). "
+                f"Received: mean={mean!r}, std={std!r}")
+        shape = [1] * x.ndim
+        m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        if m.size > 1 or s.size > 1:
+            shape[channel_axis] = -1
+        try:
+            return (x - m.reshape(shape)) / s.reshape(shape)
+        except ValueError as exc:
+            raise InputDataError(
+                f"mean/std must have 1 value or one per input channel ({x.shape[channel_axis]}). "
+                f"Received: mean={list(m)}, std={list(s)}") from exc
+    raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS_CHOICES)}. Received: {how!r}")
+
+
+def _read_image(path: Path, spec: InputSpec) -> np.ndarray:
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as exc:  # pragma: no cover - pillow is in the [run] extra
+        raise missing_dependency("PIL", "run", "reading image inputs") from exc
+    try:
+        with Image.open(path) as img:
+            channels = spec.channels or 3
+            mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+            if mode is None:
+                raise InputDataError(
+                    f"an image can feed a model with 1, 3 or 4 input channels, this model has {channels}; "
+                    f"give a .npy array instead. Received: {path}")
+            img = img.convert(mode)
+            h, w = [*spec.spatial, None, None][:2]
+            if h is not None or w is not None:
+                size = (w or img.width, h or img.height)
+                if size != img.size:
+                    img = img.resize(size, Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputDataError(
+            f"cannot read the image ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); accepted: "
+            f"PNG/JPEG image files, .npy arrays or 'sample'. Received: {path}") from exc
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr  # (H, W, C) channels_last, 0..255
+
+
+def _fit_array(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
+    want = spec.shape
+
+    def fits(a: np.ndarray) -> bool:
+        return a.ndim == len(want) + 1 and all(d is None or d == g for d, g in zip(want, a.shape[1:], strict=True))
+
+    candidates = [arr[None], arr]
+    if spec.channels == 1:  # a (H, W) or (N, H, W) array for a one-channel model
+        axis = 1 if spec.channels_first else -1
+        candidates += [np.expand_dims(arr, axis)[None], np.expand_dims(arr, axis)]
+    for cand in candidates:
+        if fits(cand):
+            return cand
+    raise InputDataError(
+        f"the input array does not fit the model input; expected shape {spec.describe()} with an optional "
+        f"batch axis in front. Received: array of shape {arr.shape} from {source}")
+
+
+def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, preprocess: str = "auto",
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               batch: int | None = None) -> np.ndarray:
+    """A float32 batch ``(N, *spec.shape)`` from ``source``: an image path, a ``.npy`` path, an array or
+    the string ``"sample"``.
+
+    ``batch`` repeats a single sample N times (useful to check batched runs).
+    """
+    if preprocess not in PREPROCESS_CHOICES:
+        raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS_CHOICES)}. "
+                             f"Received: {preprocess!r}")
+    channel_axis = 1 if spec.channels_first else -1
+    if isinstance(source, np.ndarray):
+        x = _fit_array(np.asarray(source, dtype=np.float32), spec, "an in-memory array")
+        how = "none" if preprocess == "auto" else preprocess
+    elif str(source) == "sample":
+        x = _sample_for(spec)
+        how = "scale01" if preprocess == "auto" else preprocess
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputDataError(
+                f"input file not found; give a PNG/JPEG image, a .npy array or 'sample'. Received: {source}")
+        if path.suffix.lower() == ".npy":
+            try:
+                raw = np.load(path, allow_pickle=False)  # never unpickle objects from an input file
+            except (ValueError, OSError, EOFError) as exc:
+                raise InputDataError(
+                    f"cannot read the .npy array ({' '.join(str(exc).split())[:100]}); a numeric .npy "
+                    f"array is expected. Received: {source}") from exc
+            if not np.issubdtype(raw.dtype, np.number) and raw.dtype != np.bool_:
+                raise InputDataError(f"the .npy array must be numeric. Received: dtype {raw.dtype} in {source}")
+            x = _fit_array(raw.astype(np.float32), spec, str(source))
+            how = "none" if preprocess == "auto" else preprocess
+        else:
+            if not spec.is_image:
+                raise InputDataError(
+                    f"this model takes inputs of shape {spec.describe()}, not images; give a .npy array. "
+                    f"Received: {source}")
+            if path.suffix.lower() not in _IMAGE_SUFFIXES and not _looks_like_image(path):
+                raise InputDataError(
+                    f"unrecognised input file type; accepted: PNG/JPEG images, .npy arrays or 'sample'. "
+                    f"Received: {source}")
+            img = _read_image(path, spec)
+            if spec.channels_first:
+                img = np.moveaxis(img, -1, 0)
+            x = _fit_array(img, spec, str(source))
+            how = "scale01" if preprocess == "auto" else preprocess
+    x = _preprocess(x.astype(np.float32), how, mean, std, channel_axis).astype(np.float32)
+    if batch is not None and batch > 1:
+        x = np.repeat(x[:1], batch, axis=0)
+    return x
+
+
+def _looks_like_image(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM"))
+
+
+def _sample_for(spec: InputSpec) -> np.ndarray:
+    """The built-in sample at the model's input shape (values 0..255 before preprocessing)."""
+    if spec.is_image:
+        h, w = ((d or _DEFAULT_SIDE) for d in spec.spatial)
+        img = sample_image(h, w, spec.channels or 3)
+        return (np.moveaxis(img, -1, 0) if spec.channels_first else img)[None]
+    shape = tuple(d or _DEFAULT_SIDE for d in spec.shape)
+    size = int(np.prod(shape)) if shape else 1
+    # A smooth deterministic ramp with an oscillation: structure, not noise, on any input shape.
+    t = np.linspace(0.0, 1.0, size, dtype=np.float64)
+    values = 127.5 * (1.0 + np.sin(2 * np.pi * 3 * t) * (0.5 + 0.5 * t))
+    return values.reshape((1, *shape)).astype(np.float32)

@@ -1,0 +1,149 @@
+"""Figures for activations and for the decomposition of one output map.
+
+Builders return a :class:`matplotlib.figure.Figure` made directly (no pyplot: no global state).
+They draw arrays that :mod:`inspector.activations` / :mod:`inspector.decompose` computed and compute
+nothing but display slices, so a figure never disagrees with the saved NPZ.
+
+Display of any spatial rank: 2-D maps as images, 1-D maps as line plots, 3-D maps as their middle
+depth slice (said in the panel title), and Dense outputs (no spatial axes) as bar charts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..decompose import Decomposition
+
+__all__ = ["activation_grid_figure", "decomposition_figure"]
+
+_DIVERGING = "RdBu_r"  # signed quantities (kernels, contributions): white = 0
+
+
+def _display(arr: np.ndarray) -> tuple[np.ndarray, str]:
+    """A 0-, 1- or 2-D view of one map, and a note when a 3-D map was sliced."""
+    a = np.asarray(arr, dtype=np.float64)
+    if a.ndim == 3:
+        mid = a.shape[0] // 2
+        return a[mid], f" [depth {mid}/{a.shape[0]}]"
+    return a, ""
+
+
+def _draw(ax: Axes, arr: np.ndarray, *, vmin: float | None, vmax: float | None, cmap: str, title: str,
+          fontsize: float = 7.0) -> object | None:
+    view, note = _display(arr)
+    ax.set_title(title + note, fontsize=fontsize)
+    if view.ndim == 2:
+        img = ax.imshow(view, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return img
+    if view.ndim == 1:
+        ax.plot(view, lw=1.0, color="#4c72b0")
+        if vmin is not None and vmax is not None and vmin < vmax:
+            ax.set_ylim(vmin, vmax)
+        ax.tick_params(labelsize=6)
+        return None
+    ax.bar([0], [float(view)], color="#4c72b0")
+    ax.set_xticks([])
+    ax.tick_params(labelsize=6)
+    return None
+
+
+def _sym(values: Sequence[np.ndarray]) -> float:
+    peak = max((float(np.max(np.abs(v))) for v in values if np.size(v)), default=0.0)
+    return peak if peak > 0 else 1.0
+
+
+def activation_grid_figure(acts: np.ndarray, *, title: str | None = None, maps: Sequence[int] | None = None,
+                           shared_scale: bool = False, cmap: str = "viridis", max_maps: int = 64,
+                           ncols: int | None = None, panel: float = 1.3) -> Figure:
+    """One sample's activation maps of a layer, ``acts`` channels_last ``(*spatial, C)``.
+
+    ``shared_scale`` gives all maps one colour scale (compare strengths across maps); otherwise each
+    map is scaled to its own range (see each map's structure). At most ``max_maps`` maps are drawn.
+    """
+    a = np.asarray(acts)
+    if a.ndim == 1:  # Dense / pooled output: one bar per unit
+        fig = Figure(figsize=(max(4.0, 0.12 * a.size + 2), 2.8), layout="constrained")
+        ax = fig.add_subplot()
+        ax.bar(np.arange(a.size), a, color="#4c72b0")
+        ax.set_xlabel("unit")
+        ax.set_ylabel("activation")
+        ax.set_title(title or "activations", fontsize=9)
+        return fig
+    channels = a.shape[-1]
+    chosen = list(range(channels)) if maps is None else [int(m) for m in maps]
+    shown = chosen[:max_maps]
+    cols = ncols or min(len(shown), max(1, math.ceil(math.sqrt(len(shown) * 1.6))))
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig = Figure(figsize=(cols * panel + 0.8, rows * panel + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    vmin = vmax = None
+    if shared_scale and shown:
+        vmin, vmax = float(np.min(a[..., shown])), float(np.max(a[..., shown]))
+    image = None
+    for k, ax in enumerate(axes.flat):
+        if k >= len(shown):
+            ax.set_axis_off()
+            continue
+        m = shown[k]
+        img = _draw(ax, a[..., m], vmin=vmin, vmax=vmax, cmap=cmap, title=f"map {m}")
+        image = img if img is not None else image
+    if shared_scale and image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6)
+    suffix = f" (first {len(shown)} of {len(chosen)} maps)" if len(shown) < len(chosen) else ""
+    scale = "shared colour scale" if shared_scale else "each map on its own scale"
+    fig.suptitle(f"{title or 'activations'}{suffix}; {scale}", fontsize=9)
+    return fig
+
+
+def decomposition_figure(dec: Decomposition, *, top: int = 6, cmap: str = "viridis",
+                         panel: float = 1.6) -> Figure:
+    """How output map j is made: input maps, their kernels and contributions, then the sum.
+
+    One row per input channel (the ``top`` strongest by contribution energy when there are more),
+    columns: input map · kernel · contribution (all contributions on one symmetric scale, so their
+    sizes compare). The last row: Σ of all contributions, + bias → pre-activation → activation.
+    """
+    order = dec.ranking[: max(1, min(top, dec.n_inputs))]
+    n_rows = len(order) + 1
+    fig = Figure(figsize=(4 * panel + 0.6, n_rows * panel + 0.8), layout="constrained")
+    axes = fig.subplots(n_rows, 4, squeeze=False)
+    c_lim = _sym([dec.contributions[i] for i in order] + [dec.contributions.sum(0)])
+    k_lim = _sym([dec.kernels[i] for i in order])
+    total_energy = float(dec.energy.sum()) or 1.0
+    for r, pos in enumerate(order):
+        ch = int(dec.input_channels[pos])
+        share = 100.0 * float(dec.energy[pos]) / total_energy
+        _draw(axes[r, 0], dec.inputs[pos], vmin=None, vmax=None, cmap=cmap, title=f"input map {ch}")
+        if dec.kernels[pos].ndim == 0:  # Dense: the weight is a scalar
+            axes[r, 1].set_axis_off()
+            axes[r, 1].text(0.5, 0.5, f"weight\n{float(dec.kernels[pos]):.4g}", ha="center", va="center",
+                            fontsize=8, transform=axes[r, 1].transAxes)
+        else:
+            _draw(axes[r, 1], dec.kernels[pos], vmin=-k_lim, vmax=k_lim, cmap=_DIVERGING,
+                  title=f"kernel [{ch}→{dec.map_index}]")
+        _draw(axes[r, 2], dec.contributions[pos], vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
+              title=f"contribution ({share:.1f}% energy)")
+        axes[r, 3].set_axis_off()
+    last = n_rows - 1
+    rest = dec.n_inputs - len(order)
+    _draw(axes[last, 0], dec.contributions.sum(0), vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
+          title=f"Σ all {dec.n_inputs} contributions")
+    axes[last, 1].set_axis_off()
+    axes[last, 1].text(0.5, 0.5, f"+ bias\n{dec.bias:.4g}", ha="center", va="center", fontsize=9,
+                       transform=axes[last, 1].transAxes)
+    p_lim = _sym([dec.preactivation])
+    _draw(axes[last, 2], dec.preactivation, vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING, title="pre-activation")
+    _draw(axes[last, 3], dec.output, vmin=None, vmax=None, cmap=cmap, title=f"output ({dec.activation})")
+    head = (f"{dec.layer_path} map {dec.map_index}: "
+            f"{'top ' + str(len(order)) + ' of ' if rest else ''}{dec.n_inputs} input channels"
+            f"{' (BN folded)' if dec.bn_folded else ''}; max |Σ+b − Keras| = {dec.max_abs_error:.2g}"
+            f" (rel {dec.max_rel_error:.1e})")
+    fig.suptitle(head, fontsize=9)
+    return fig
