@@ -22,11 +22,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Quiet TF's C++ start-up chatter before it is imported anywhere.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
+
+if TYPE_CHECKING:  # keras is imported lazily, inside functions, so --help stays fast
+    import keras
 
 HERE = Path(__file__).resolve().parent
 SEED = 1234
@@ -56,7 +60,7 @@ def upsample_bilinear(images: np.ndarray, factor: int) -> np.ndarray:
     Bilinear rather than np.kron: blocky 2x2 pixels would make the first-layer filters learn block
     edges instead of pen strokes.
     """
-    n, h, w = images.shape
+    _, h, w = images.shape
 
     def coords(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         src = (np.arange(size * factor) + 0.5) / factor - 0.5
@@ -82,20 +86,20 @@ def digits_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
                             stratify=digits.target)
 
 
-def quiet_init():  # -> keras.initializers.Initializer
+def quiet_init() -> keras.initializers.Initializer:
     """A near-zero start for first-layer kernels that feed a BatchNormalization.
 
     BN makes the layer's output independent of the kernel's scale, so a tiny start costs nothing, and
     Adam's steps then quickly outweigh it: what is left in the trained filter is what the data put
     there, not the random pattern of a Glorot start. With Glorot, the 5x5 filters still looked like
-    noise after training. A little L2 (kernel_regularizer) keeps unused corners near zero.
+    noise after training. The small L2 on these kernels only bounds their norm, which BN leaves free.
     """
     import keras
 
     return keras.initializers.RandomNormal(stddev=1e-3, seed=SEED)
 
 
-def smooth_sgd(n_train: int, batch_size: int, epochs: int):  # -> keras.optimizers.Optimizer
+def smooth_sgd(n_train: int, batch_size: int, epochs: int) -> keras.optimizers.Optimizer:
     """SGD with momentum and a cosine decay to zero.
 
     Chosen over Adam by looking at the filters: Adam's steps have about the same size for every
@@ -109,7 +113,7 @@ def smooth_sgd(n_train: int, batch_size: int, epochs: int):  # -> keras.optimize
     return keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.05, steps), momentum=0.9)
 
 
-def build_digits_cnn():  # -> keras.Model
+def build_digits_cnn() -> keras.Model:
     import keras
     from keras import layers
 
@@ -130,8 +134,6 @@ def build_digits_cnn():  # -> keras.Model
 
 
 def train_digits_cnn() -> dict[str, object]:
-    import keras
-
     set_seeds(SEED)
     x_train, x_test, y_train, y_test = digits_data()
     model = build_digits_cnn()
@@ -159,8 +161,8 @@ SHAPES_CLASSES = [f"{colour}_{angle}deg" for colour in ("warm", "cool") for angl
 # Hue ranges (degrees) of the stripe colour. Warm = red..yellow and magenta, cool = green..blue. The
 # network must look at colour *and* orientation, so its first-layer filters become coloured, oriented
 # edge detectors rather than plain grey ones.
-_WARM_HUES = ((-40.0, 55.0),)
-_COOL_HUES = ((110.0, 250.0),)
+_WARM_HUES = (-40.0, 55.0)
+_COOL_HUES = (110.0, 250.0)
 # Stripe period in pixels. Short periods alias away after the first 2x pooling, so orientation has
 # to be detected by the first-layer 5x5 filters themselves, which is what makes them oriented.
 STRIPE_PERIOD = (3.5, 7.0)
@@ -192,8 +194,8 @@ def make_shapes(n: int, rng: np.random.Generator, size: int = 32) -> tuple[np.nd
     labels = rng.integers(0, len(SHAPES_CLASSES), n)
     angles = np.deg2rad((labels % 4) * 45.0 + rng.normal(0, 4.0, n))
     warm = labels < 4
-    lo = np.where(warm, _WARM_HUES[0][0], _COOL_HUES[0][0])
-    hi = np.where(warm, _WARM_HUES[0][1], _COOL_HUES[0][1])
+    lo = np.where(warm, _WARM_HUES[0], _COOL_HUES[0])
+    hi = np.where(warm, _WARM_HUES[1], _COOL_HUES[1])
     hue = rng.uniform(lo, hi)
     fg = _hsv_to_rgb(hue, rng.uniform(0.6, 1.0, n), rng.uniform(0.6, 1.0, n))  # (n, 3)
     # Background: low-saturation, any hue, so colour of the stripes (not the background) is the cue.
@@ -202,7 +204,8 @@ def make_shapes(n: int, rng: np.random.Generator, size: int = 32) -> tuple[np.nd
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     period = rng.uniform(*STRIPE_PERIOD, n)
     phase = rng.uniform(0, 2 * np.pi, n)
-    # Distance along the grating normal; angle 0 = horizontal stripes (intensity varies along y).
+    # Distance along the grating normal, whose angle is measured from the image's vertical axis:
+    # 0deg = horizontal stripes, 90deg = vertical, 45deg = stripes running "/" (y points down).
     along = (xx[None] * np.sin(angles)[:, None, None] + yy[None] * np.cos(angles)[:, None, None])
     wave = np.sin(2 * np.pi * along / period[:, None, None] + phase[:, None, None])
     sharpness = rng.uniform(1.0, 6.0, n)[:, None, None]  # soft sine .. near-square stripes
@@ -212,7 +215,7 @@ def make_shapes(n: int, rng: np.random.Generator, size: int = 32) -> tuple[np.nd
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8), labels.astype(np.int64)
 
 
-def build_shapes_rgb():  # -> keras.Model
+def build_shapes_rgb() -> keras.Model:
     import keras
     from keras import layers
 
@@ -236,8 +239,6 @@ def build_shapes_rgb():  # -> keras.Model
 
 
 def train_shapes_rgb() -> dict[str, object]:
-    import keras
-
     set_seeds(SEED)
     rng = np.random.default_rng(SEED)
     x_train, y_train = make_shapes(4000, rng)
@@ -264,7 +265,7 @@ def train_shapes_rgb() -> dict[str, object]:
 # --------------------------------------------------------------------------------------------------
 
 
-def save_all_formats(model, name: str) -> list[Path]:  # model: keras.Model
+def save_all_formats(model: keras.Model, name: str) -> list[Path]:
     """Write ``name`` in every format the readers handle; replaces earlier files of the same name."""
     paths = [HERE / f"{name}.keras", HERE / f"{name}.h5", HERE / f"{name}.weights.h5",
              HERE / f"{name}_savedmodel"]
