@@ -66,7 +66,6 @@ class BNFold(StrEnum):
 
 
 _BN_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
-_LINEAR = frozenset({"linear", None})
 
 # Layers whose output channel c is computed from input channel c alone (or is input channel c), so
 # "map j" keeps its index through them. Softmax, LayerNormalization etc. mix channels and stop the walk.
@@ -145,7 +144,7 @@ class FilterSet:
         column[self.input_channels] = self.kernels
         image = np.moveaxis(column.reshape(self.image_shape), self.image_channel_axis, 0)
         return replace(self, kernels=np.ascontiguousarray(image), input_channels=np.arange(image.shape[0]),
-                       sorted_by=SortOrder.INDEX, image_shape=None,
+                       sorted_by=SortOrder.INDEX, image_shape=None, n_inputs_total=image.shape[0],
                        notes=(*self.notes, f"Dense column reshaped to the flattened input {self.image_shape}"))
 
 
@@ -163,14 +162,19 @@ def _require_filter_layer(layer: LayerRecord) -> TensorRef:
 
 
 def _groups(layer: LayerRecord, kernel: TensorRef) -> int:
+    return _groups_known(layer, kernel)[0]
+
+
+def _groups_known(layer: LayerRecord, kernel: TensorRef) -> tuple[int, bool]:
+    """(groups, known): weights-only files do not store groups (FORMATS.md 2)."""
     spec = layer.spec
     if spec is not None and spec.groups:
-        return int(spec.groups)
-    # Weights-only files do not store groups: the producer's channel count tells (FORMATS.md 2).
+        return int(spec.groups), True
+    # The producer's channel count tells, when the file recorded it.
     c_in = _channels_of(layer.input_shape, layer.spec.channels_first if layer.spec else False)
     if c_in and c_in % kernel.shape[-2] == 0:
-        return c_in // kernel.shape[-2]
-    return 1
+        return c_in // kernel.shape[-2], True
+    return 1, False
 
 
 def _channels_of(shape: Any, channels_first: bool) -> int | None:
@@ -257,6 +261,27 @@ def _f64(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
+def _scalar(a: np.ndarray) -> float:
+    return float(np.asarray(a, dtype=np.float64))
+
+
+_COLUMN_CHUNK = 2048  # rows per read of a Dense column
+
+
+def _dense_column(kernel: TensorRef, j: int) -> np.ndarray:
+    """Column j of a (rows, units) kernel, read in row blocks.
+
+    A column is strided across the whole tensor (one value per row), so a single memory-mapped read
+    touches a page per row at once; blocks keep the mapped working set small (VGG16 fc1: 25088 rows
+    of 16 KB).
+    """
+    rows = kernel.shape[0]
+    if rows <= _COLUMN_CHUNK:
+        return _f64(kernel.read((slice(None), j)))
+    return np.concatenate([_f64(kernel.read((slice(r, min(r + _COLUMN_CHUNK, rows)), j)))
+                           for r in range(0, rows, _COLUMN_CHUNK)])
+
+
 def _raw_slice(layer: LayerRecord, j: int, stage: Stage) -> tuple[np.ndarray, np.ndarray, bool]:
     """(kernels, input_channels, has_bias) for map j, reading only that map's bytes."""
     kernel = _require_filter_layer(layer)
@@ -275,7 +300,7 @@ def _raw_slice(layer: LayerRecord, j: int, stage: Stage) -> tuple[np.ndarray, np
             k = _f64(kernel.read((..., j, slice(None))))  # kernel is (*k, C_out, C_in)
             return np.moveaxis(k, -1, 0), np.arange(kernel.shape[-1]), has_bias
         case LayerKind.DENSE:
-            return _f64(kernel.read((slice(None), j))), np.arange(kernel.shape[0]), has_bias
+            return _dense_column(kernel, j), np.arange(kernel.shape[0]), has_bias
         case LayerKind.SEPARABLE:
             c_in, mult = kernel.shape[-2], kernel.shape[-1]
             if stage is Stage.DEPTHWISE:
@@ -341,8 +366,10 @@ def filters_for_map(layer: LayerRecord | str, j: int, *, index: ModelIndex | Non
     kernels, channels, has_bias = _raw_slice(rec, j, st)
     bias: float | None = None
     if has_bias and rec.bias is not None:
-        bias = float(np.asarray(rec.bias.read((j,)), dtype=np.float64))
+        bias = _scalar(rec.bias.read((j,)))
     notes: list[str] = []
+    if rec.kind is LayerKind.CONV and not _groups_known(rec, rec.kernel)[1]:  # type: ignore[arg-type]
+        notes.append("groups unknown (weights-only file): input channel indices assume groups=1")
     folded = False
     if mode in (BNFold.BEFORE, BNFold.BOTH):
         kernels, bias, note = _fold_before(rec, index, st, kernels, channels, bias)
@@ -452,7 +479,10 @@ def _fold_after(layer: LayerRecord, index: ModelIndex | None, stage: Stage, j: i
                              f"{readers}); folding applies only to conv → BN. Received: fold_bn=True")
     bn = bns[0]
     act = layer.spec.activation if layer.spec else None
-    if layer.spec is None or act not in _LINEAR or (act is None and layer.config == {}):
+    if layer.spec is None or act is None:
+        raise SelectionError(f"{why}: this file does not record its activation, so BN(act(conv)) cannot be "
+                             f"ruled out; folding needs a known activation='linear'. Received: activation=unknown")
+    if act != "linear":
         raise SelectionError(f"{why}: its activation {act!r} is applied before the BN, so BN(act(conv)) is not "
                              f"a conv; folding needs activation='linear'. Received: activation={act!r}")
     cf = layer.spec.channels_first
@@ -460,7 +490,7 @@ def _fold_after(layer: LayerRecord, index: ModelIndex | None, stage: Stage, j: i
         raise SelectionError(f"{why}: BN {bn.path!r} normalises axis {bn.config.get('axis')!r}, not the channel "
                              f"axis ({'1' if cf else '-1'}), so it is not a per-map scale. "
                              f"Received: axis={bn.config.get('axis')!r}")
-    scale, shift = (float(v) for v in _bn_params(bn, (j,)))
+    scale, shift = (_scalar(v) for v in _bn_params(bn, (j,)))
     new_bias = (0.0 if bias is None else bias) * scale + shift  # (b − μ)·s + β
     return kernels * scale, new_bias, f"folded {bn.path} (after): kernel·{scale:.6g}, bias→(b−μ)·s+β"
 

@@ -71,7 +71,8 @@ def _memmap_loader(path: str, offset: int, dtype: np.dtype, shape: tuple[int, ..
             mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
             out = np.array(mapped[index])
             del mapped
-        return post(np.ascontiguousarray(out))
+        # ascontiguousarray promotes 0-d results (bias[(j,)]) to shape (1,): keep their rank.
+        return post(np.ascontiguousarray(out) if np.ndim(out) else np.asarray(out))
 
     return load
 

@@ -263,7 +263,8 @@ class TensorBundle:
         bf16 = entry.dtype == "bfloat16"
 
         def finish(arr: np.ndarray) -> np.ndarray:
-            arr = np.ascontiguousarray(arr)
+            # ascontiguousarray promotes 0-d results (bias[(j,)]) to shape (1,): keep their rank.
+            arr = np.ascontiguousarray(arr) if arr.ndim else np.asarray(arr)
             if bf16:
                 return decode_bfloat16(arr.astype("<u2", copy=False))
             return arr.astype(storage.newbyteorder("="), copy=False)

@@ -1,0 +1,41 @@
+"""``inspector export MODEL [--layers PATTERN] [--maps SEL] --format png,svg,pdf,npz -o DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..loader import open_model
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .keras, .h5, .weights.h5 file or a SavedModel directory")
+    parser.add_argument("-o", "--output", required=True, help="folder to write into (created if missing)")
+    parser.add_argument("--layers", default=None,
+                        help="layer names/paths or globs, comma separated (default: every filter layer)")
+    parser.add_argument("--maps", default=None, help="map selection for every layer, e.g. '0-7' (default: all)")
+    parser.add_argument("--format", default="png,npz", help="comma separated: png, svg, pdf, npz (default png,npz)")
+    parser.add_argument("--fold-bn", nargs="?", const="after", default=None,
+                        choices=["after", "before", "both"], help="fold BatchNormalization where the model allows")
+    parser.add_argument("--sort", choices=["norm", "index"], default=None, help="order input channels by norm")
+    parser.add_argument("--stage", default=None, help="separable layers: effective, depthwise or pointwise")
+    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
+    parser.add_argument("--max-kernels", type=int, default=64, help="kernels per figure (default 64)")
+    parser.add_argument("--manifest", default="json,csv", help="manifest formats: json, csv (default both)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_batch, text_progress_bar
+
+    progress = None if args.quiet else text_progress_bar(sys.stderr)
+    with open_model(args.model) as index:
+        manifest = export_batch(
+            index, args.output, layers=args.layers, maps=args.maps, formats=args.format,
+            fold_bn=args.fold_bn or False, sort=args.sort, stage=args.stage, dpi=args.dpi,
+            max_kernels=args.max_kernels, manifest=[m.strip() for m in args.manifest.split(",")],
+            progress=progress)
+    layers = len({r.layer for r in manifest.rows})
+    print(f"wrote {len(manifest.rows)} file(s) for {layers} layer(s) to {manifest.out_dir} "
+          f"(manifest.json / manifest.csv list them)")
+    return 0

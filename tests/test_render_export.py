@@ -1,0 +1,201 @@
+"""Figures, NPZ round trips, batch export with manifest, and the ``filters`` / ``export`` commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from inspector import open_model
+from inspector.cli import main
+from inspector.export import export_batch, load_npz, parse_formats, save_figure, save_npz
+from inspector.filters import filters_for_map, filters_for_maps
+from inspector.render.filters import plot_filterset, plot_layer, plot_rgb_filters
+
+
+def _pdf_pages(path) -> int:
+    return len(re.findall(rb"/Type\s*/Page\b(?!s)", path.read_bytes()))
+
+
+def _axes_titles(fig: Figure) -> list[str]:
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """RGB first conv, a conv that reads 512 channels, BN, Flatten → Dense; random kernels and biases."""
+    import keras
+
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)),
+        L.Conv2D(8, 3, name="rgb"),
+        L.Conv2D(512, 1, name="wide"),
+        L.Conv2D(2, 3, name="deep"),
+        L.BatchNormalization(name="bn"),
+        L.MaxPooling2D(name="pool"),
+        L.Flatten(name="flat"),
+        L.Dense(3, name="fc"),
+    ], name="render_model")
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        new = [rng.normal(size=w.shape).astype("float32") for w in ws]
+        if isinstance(layer, L.BatchNormalization):
+            new[3] = np.abs(new[3]) + 0.5
+        if ws:
+            layer.set_weights(new)
+    path = tmp_path_factory.mktemp("render") / "render_model.keras"
+    model.save(path)
+    return path
+
+
+@pytest.mark.keras
+def test_filterset_figure_labels_and_paging(model_path, tmp_path) -> None:
+    with open_model(model_path) as index:
+        fs = filters_for_map("deep", 1, index=index, sort="norm")
+        fig = plot_filterset(fs, max_kernels=64)
+        titles = _axes_titles(fig)
+        assert titles == [f"in {c}" for c in fs.input_channels[:64]]
+        assert "showing 0-63: 64 of 512 (sorted by norm)" in fig._suptitle.get_text()
+        page2 = plot_filterset(fs, max_kernels=64, page=1)
+        assert _axes_titles(page2) == [f"in {c}" for c in fs.input_channels[64:128]]
+        png = save_figure(fig, tmp_path / "deep1.png", dpi=50)
+        from PIL import Image
+
+        with Image.open(png) as im:
+            w_in, h_in = fig.get_size_inches()
+            assert im.size == (round(w_in * 50), round(h_in * 50))
+        svg = save_figure(fig, tmp_path / "deep1.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+        pdf = save_figure(fig, tmp_path / "deep1.pdf")
+        assert _pdf_pages(pdf) == 1
+
+
+@pytest.mark.keras
+def test_rgb_layer_dense_figures(model_path) -> None:
+    with open_model(model_path) as index:
+        sets = filters_for_maps("rgb", None, index=index)
+        fig = plot_rgb_filters(sets)
+        images = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+        assert len(images) == 8 and all(im.shape == (3, 3, 3) for im in images)
+        # Symmetric normalisation on a copy: zero maps to grey, kernels themselves untouched.
+        k = np.moveaxis(sets[0].kernels, 0, -1)
+        np.testing.assert_allclose(images[0], 0.5 + k / (2 * np.abs(k).max()))
+        np.testing.assert_array_equal(sets[0].kernels, filters_for_map("rgb", 0, index=index).kernels)
+        layer_fig = plot_layer(filters_for_maps("wide", "0-3", index=index), max_channels=4)
+        assert "showing 4 of 8 input channels" in layer_fig._suptitle.get_text()
+        assert sum(1 for ax in layer_fig.axes if ax.images) == 4 * 4
+        fc = filters_for_map("fc", 0, index=index)
+        assert fc.image_kernels().kernels.shape == (2, 4, 4)  # pool output 4×4, 2 maps of 'deep'
+        assert _axes_titles(plot_filterset(fc)) == ["in 0", "in 1"]
+
+
+@pytest.mark.keras
+def test_npz_round_trip(model_path, tmp_path) -> None:
+    with open_model(model_path) as index:
+        sets = filters_for_maps("deep", "0-1", index=index, fold_bn=True, sort="norm")
+        nobias = filters_for_map("rgb", 2, index=index)
+        nobias = type(nobias)(**{**nobias.__dict__, "bias": None})
+        path = save_npz(sets, tmp_path / "deep.npz", source=str(model_path))
+        back = load_npz(path)
+        with np.load(path) as raw:
+            assert str(raw["source"]) == str(model_path) and str(raw["layer"]) == "deep"
+            assert raw["kernels"].shape == (2, 512, 3, 3) and raw["bn_folded"].all()
+        for a, b in zip(sets, back, strict=True):
+            np.testing.assert_array_equal(a.kernels, b.kernels)
+            np.testing.assert_array_equal(a.input_channels, b.input_channels)
+            assert (a.bias, a.map_index, a.stage, a.kind, a.bn_folded) == (b.bias, b.map_index, b.stage, b.kind,
+                                                                           b.bn_folded)
+        (one,) = load_npz(save_npz(nobias, tmp_path / "nobias.npz"))
+        assert one.bias is None
+        with np.load(tmp_path / "nobias.npz") as raw:
+            assert np.isnan(raw["bias"]).all()
+
+
+@pytest.mark.keras
+def test_batch_export_manifest_and_progress(model_path, tmp_path) -> None:
+    calls = []
+    with open_model(model_path) as index:
+        manifest = export_batch(index, tmp_path / "out", layers="rgb,deep,fc", maps="0-1",
+                                formats="png,svg,pdf,npz", fold_bn=True,
+                                progress=lambda d, t, w: calls.append((d, t, w)))
+        assert [c[0] for c in calls] == list(range(1, 7)) and {c[1] for c in calls} == {6}
+        rows = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]
+        with (tmp_path / "out" / "manifest.csv").open() as fh:
+            assert len(list(csv.DictReader(fh))) == len(rows) == len(manifest.rows)
+        # 3 layers × 2 maps × (png + svg) + per layer one pdf and one npz
+        assert len(rows) == 3 * 2 * 2 + 3 * 2
+        for row in rows:
+            assert (tmp_path / "out" / row["path"]).stat().st_size == row["bytes"] > 0
+        by_layer = {r["layer"]: r for r in rows if r["format"] == "pdf"}
+        assert _pdf_pages(tmp_path / "out" / "deep.pdf") == 2
+        assert by_layer["deep"]["bn_folded"] is True and by_layer["rgb"]["bn_folded"] is False
+        assert "BN not folded" in by_layer["rgb"]["note"]
+        back = load_npz(tmp_path / "out" / "deep.npz")
+        np.testing.assert_array_equal(back[1].kernels,
+                                      filters_for_map("deep", 1, index=index, fold_bn=True).kernels)
+
+
+@pytest.mark.keras
+def test_cli_filters_and_export(model_path, tmp_path, capsys) -> None:
+    assert main(["filters", str(model_path), "deep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "layer deep (Conv2D" in out and "map 1: 512 input channel(s) [0-511]" in out and "bias" in out
+    assert main(["filters", str(model_path), "rgb:0-1", "--consumers"]) == 0
+    out = capsys.readouterr().out
+    assert "map 0:" in out and "map 1:" in out and "read by wide" in out
+    png = tmp_path / "f.png"
+    assert main(["filters", str(model_path), "deep", "0", "-o", str(png), "--dpi", "40", "--fold-bn",
+                 "--sort", "norm", "--npz", str(tmp_path / "f.npz")]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and load_npz(tmp_path / "f.npz")[0].bn_folded
+    pdf = tmp_path / "maps.pdf"
+    assert main(["filters", str(model_path), "wide", "0-2", "-o", str(pdf)]) == 0
+    assert _pdf_pages(pdf) == 3
+    capsys.readouterr()
+    assert main(["export", str(model_path), "--layers", "d*", "--maps", "0", "--format", "png,npz",
+                 "-o", str(tmp_path / "exp")]) == 0
+    captured = capsys.readouterr()
+    assert "[" in captured.err and "1/1" in captured.err  # progress bar on stderr
+    assert (tmp_path / "exp" / "deep" / "map_0000.png").exists()
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["filters", "{m}", "deeep", "0"], "did you mean 'deep'"),
+    (["filters", "{m}", "pool", "0"], "has no kernel"),
+    (["filters", "{m}", "deep", "2"], "out of range"),
+    (["filters", "{m}", "deep", "0-x"], "malformed map selection"),
+    (["filters", "{m}", "deep", "0", "-o", "{t}/x.bmp"], "accepted: .png, .svg, .pdf"),
+    (["filters", "{m}", "rgb", "0", "--fold-bn"], "cannot fold"),
+    (["export", "{m}", "--format", "gif", "-o", "{t}/e"], "unknown export format"),
+    (["export", "{m}", "--layers", "zz*", "-o", "{t}/e"], "no filter layer matches"),
+])
+def test_cli_bad_input_one_line(model_path, tmp_path, capsys, argv, needle) -> None:
+    args = [a.format(m=model_path, t=tmp_path) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err and "Received:" in err
+
+
+def test_parse_formats() -> None:
+    assert parse_formats("png, SVG,.pdf,png") == ["png", "svg", "pdf"]
+    from inspector import SelectionError
+
+    with pytest.raises(SelectionError):
+        parse_formats("")
+
+
+def test_no_tensorflow_import() -> None:
+    code = ("import sys, inspector.filters, inspector.selectors, inspector.render, inspector.render.filters, "
+            "inspector.export, inspector.commands.filters, inspector.commands.export; "
+            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "matplotlib.pyplot" not in result.stdout
