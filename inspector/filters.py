@@ -25,12 +25,15 @@ from .errors import NotAFilterLayerError, SelectionError, describe_received
 from .records import FILTER_KINDS, LayerKind, LayerRecord, ModelIndex, TensorRef
 
 __all__ = [
+    "BN_CLASSES",
     "BNFold",
     "ConsumerSlice",
     "FilterSet",
     "MapConsumers",
     "SortOrder",
     "Stage",
+    "bn_affine",
+    "bn_on_channel_axis",
     "consumers_of_map",
     "default_stage",
     "filters_for_layer",
@@ -38,6 +41,7 @@ __all__ = [
     "filters_for_maps",
     "input_channel_count",
     "output_map_count",
+    "output_rank",
     "stages_for",
 ]
 
@@ -65,7 +69,7 @@ class BNFold(StrEnum):
     BOTH = "both"
 
 
-_BN_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
+BN_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
 
 # Layers whose output channel c is computed from input channel c alone (or is input channel c), so
 # "map j" keeps its index through them. Softmax, LayerNormalization etc. mix channels and stop the walk.
@@ -426,7 +430,8 @@ def filters_for_layer(layer: LayerRecord | str, **options: Any) -> list[FilterSe
 
 # -- BatchNormalization folding ------------------------------------------------------------------------
 
-def _bn_axis_ok(bn: LayerRecord, channels_first: bool, ndim: int | None) -> bool:
+def bn_on_channel_axis(bn: LayerRecord, channels_first: bool, ndim: int | None) -> bool:
+    """True when the BN normalises the channel axis, the only case in which folding it is exact."""
     axis = bn.config.get("axis", -1)
     if isinstance(axis, (list, tuple)):
         if len(axis) != 1:
@@ -439,7 +444,7 @@ def _bn_axis_ok(bn: LayerRecord, channels_first: bool, ndim: int | None) -> bool
     return ndim is not None and axis % ndim == want % ndim
 
 
-def _bn_params(bn: LayerRecord, idx: Any) -> tuple[np.ndarray, np.ndarray]:
+def bn_affine(bn: LayerRecord, idx: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (scale, shift) with BN(x) = x·scale + shift, read at ``idx`` only."""
     eps = float(bn.config.get("epsilon", 1e-3))
 
@@ -457,7 +462,8 @@ def _bn_params(bn: LayerRecord, idx: Any) -> tuple[np.ndarray, np.ndarray]:
     return scale, get("beta", 0.0) - get("moving_mean", 0.0) * scale
 
 
-def _output_ndim(layer: LayerRecord) -> int | None:
+def output_rank(layer: LayerRecord) -> int | None:
+    """Number of axes of the layer's output (batch included), when known."""
     shape = layer.output_shape
     if isinstance(shape, tuple):
         return len(shape)
@@ -472,7 +478,7 @@ def _fold_after(layer: LayerRecord, index: ModelIndex | None, stage: Stage, j: i
     if stage is Stage.DEPTHWISE:
         raise SelectionError(f"{why}: the BN follows the pointwise stage, not the depthwise one; accepted "
                              f"stages: effective, pointwise. Received: stage={str(stage)!r}")
-    bns = [c for c in index.consumers(layer.path) if c.class_name in _BN_CLASSES]
+    bns = [c for c in index.consumers(layer.path) if c.class_name in BN_CLASSES]
     if not bns:
         readers = ", ".join(f"{c.path} ({c.class_name})" for c in index.consumers(layer.path)) or "none"
         raise SelectionError(f"{why}: no BatchNormalization reads its output directly (its consumers: "
@@ -486,11 +492,11 @@ def _fold_after(layer: LayerRecord, index: ModelIndex | None, stage: Stage, j: i
         raise SelectionError(f"{why}: its activation {act!r} is applied before the BN, so BN(act(conv)) is not "
                              f"a conv; folding needs activation='linear'. Received: activation={act!r}")
     cf = layer.spec.channels_first
-    if not _bn_axis_ok(bn, cf, _output_ndim(layer)):
+    if not bn_on_channel_axis(bn, cf, output_rank(layer)):
         raise SelectionError(f"{why}: BN {bn.path!r} normalises axis {bn.config.get('axis')!r}, not the channel "
                              f"axis ({'1' if cf else '-1'}), so it is not a per-map scale. "
                              f"Received: axis={bn.config.get('axis')!r}")
-    scale, shift = (_scalar(v) for v in _bn_params(bn, (j,)))
+    scale, shift = (_scalar(v) for v in bn_affine(bn, (j,)))
     new_bias = (0.0 if bias is None else bias) * scale + shift  # (b − μ)·s + β
     return kernels * scale, new_bias, f"folded {bn.path} (after): kernel·{scale:.6g}, bias→(b−μ)·s+β"
 
@@ -505,14 +511,14 @@ def _fold_before(layer: LayerRecord, index: ModelIndex | None, stage: Stage, ker
                              f"kind/stage; accepted: conv, depthwise, separable (effective) and dense. "
                              f"Received: {layer.class_name} stage {str(stage)!r}")
     producers = [index.layer(p) for p in layer.inbound if p in index]
-    if len(producers) != 1 or producers[0].class_name not in _BN_CLASSES:
+    if len(producers) != 1 or producers[0].class_name not in BN_CLASSES:
         got = ", ".join(f"{p.path} ({p.class_name})" for p in producers) or "none known"
         raise SelectionError(f"{why}: its input is not a single BatchNormalization (inputs: {got}); "
                              f"accepted: BN → layer. Received: fold_bn='before'")
     bn = producers[0]
     cf = layer.spec.channels_first if layer.spec else False
     ndim = len(layer.input_shape) if isinstance(layer.input_shape, tuple) else None
-    if not _bn_axis_ok(bn, cf, ndim):
+    if not bn_on_channel_axis(bn, cf, ndim):
         raise SelectionError(f"{why}: BN {bn.path!r} does not normalise the channel axis. "
                              f"Received: axis={bn.config.get('axis')!r}")
     if layer.kind is not LayerKind.DENSE:
@@ -521,7 +527,7 @@ def _fold_before(layer: LayerRecord, index: ModelIndex | None, stage: Stage, ker
             raise SelectionError(f"{why}: the layer zero-pads its input ({padded}), and padding zeros are not "
                                  f"shifted by the BN, so the fold is exact only with padding='valid' (see "
                                  f"docs/filters.md). Received: padding={layer.spec.padding if layer.spec else None!r}")
-    scale, shift = _bn_params(bn, None)
+    scale, shift = bn_affine(bn, None)
     s, t = scale[channels], shift[channels]
     # conv(s·x + t) = conv_{K·s}(x) + Σ_i t_i·ΣK_i: a constant only where no tap reads padding.
     extra = float(np.sum(t * kernels.reshape(len(kernels), -1).sum(axis=1)))

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .records import KernelSpec, LayerKind
+from .shapes import expand_ints
 
 __all__ = [
     "CONTAINER_CLASSES",
@@ -144,14 +145,6 @@ def non_trainable_names(class_name: str | None) -> frozenset[str]:
     return frozenset()
 
 
-def _tuple(value: Any, rank: int, default: int = 1) -> tuple[int, ...]:
-    if value is None:
-        return (default,) * rank
-    if isinstance(value, int):
-        return (value,) * rank
-    return tuple(int(v) for v in value)
-
-
 def _activation_name(value: Any) -> str | None:
     if value is None:
         return None
@@ -189,7 +182,7 @@ def kernel_spec(class_name: str | None, config: Mapping[str, Any],
         return KernelSpec(rank=0, activation=_activation_name(c.get("activation", "linear")),
                           use_bias=c.get("use_bias", True) if c else None, filters=units)
     rank = _rank_of(class_name)
-    ksize = tuple(kernel_shape[:rank]) if kernel_shape else _tuple(c.get("kernel_size"), rank)
+    ksize = tuple(kernel_shape[:rank]) if kernel_shape else expand_ints(c.get("kernel_size"), rank)
     padding = c.get("padding", "valid") if c else None
     fmt = c.get("data_format") or "channels_last"
     if kind is LayerKind.DEPTHWISE:
@@ -205,14 +198,14 @@ def kernel_spec(class_name: str | None, config: Mapping[str, Any],
     return KernelSpec(
         rank=rank,
         kernel_size=tuple(int(k) for k in ksize),
-        strides=_tuple(c.get("strides"), rank) if c else None,
+        strides=expand_ints(c.get("strides"), rank) if c else None,
         padding=str(padding).lower() if padding is not None else None,
-        dilation_rate=_tuple(c.get("dilation_rate"), rank) if c else None,
+        dilation_rate=expand_ints(c.get("dilation_rate"), rank) if c else None,
         groups=int(c.get("groups") or 1) if c else None,
         depth_multiplier=mult,
         data_format=str(fmt),
         activation=_activation_name(c.get("activation", "linear")) if c else None,
         use_bias=bool(c.get("use_bias", True)) if c else None,
         filters=None if filters is None else int(filters),
-        output_padding=None if out_pad is None else _tuple(out_pad, rank),
+        output_padding=None if out_pad is None else expand_ints(out_pad, rank),
     )

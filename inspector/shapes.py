@@ -12,7 +12,7 @@ from typing import Any
 
 from .records import Shape
 
-__all__ = ["conv_output_length", "infer_output_shape", "transpose_output_length"]
+__all__ = ["conv_output_length", "expand_ints", "infer_output_shape", "transpose_output_length"]
 
 _IDENTITY = {
     "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU", "Dropout",
@@ -45,7 +45,18 @@ def transpose_output_length(n: int | None, k: int, s: int, d: int, padding: str,
     return (n - 1) * s + k_eff - 2 * pad + output_padding
 
 
-def _ints(value: Any, rank: int, default: int = 1) -> tuple[int, ...]:
+def _pad_pairs(value: Any, rank: int) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis from Keras's padding/cropping spellings: n, (a, b) in 1-D, or per axis."""
+    if isinstance(value, int):
+        return [(value, value)] * rank
+    items = list(value)
+    if rank == 1 and len(items) == 2 and all(isinstance(v, int) for v in items):
+        return [(int(items[0]), int(items[1]))]
+    return [(int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1])) for v in items]
+
+
+def expand_ints(value: Any, rank: int, default: int = 1) -> tuple[int, ...]:
+    """A config's int-or-tuple field (kernel_size, strides, ...) as a tuple of ``rank`` ints."""
     if value is None:
         return (default,) * rank
     if isinstance(value, int):
@@ -109,40 +120,34 @@ def infer_output_shape(class_name: str, config: Mapping[str, Any],
             return _assemble(shape[0], [1] * rank, ch, cf)
         return (shape[0], ch)
     if ("Pooling" in class_name or class_name.startswith(("MaxPool", "AveragePooling", "AvgPool"))) and rank:
-        pool = _ints(c.get("pool_size"), rank, 2)
-        strides = _ints(c.get("strides") or pool, rank)
+        pool = expand_ints(c.get("pool_size"), rank, 2)
+        strides = expand_ints(c.get("strides") or pool, rank)
         spatial, ch = _spatial(shape, rank, cf)
         out = [conv_output_length(n, k, s, 1, str(c.get("padding", "valid")).lower())
                for n, k, s in zip(spatial, pool, strides, strict=True)]
         return _assemble(shape[0], out, ch, cf)
-    if class_name.startswith("ZeroPadding") and rank:
-        pad = c.get("padding", 1)
-        pairs = [(pad, pad)] * rank if isinstance(pad, int) else [
-            (p, p) if isinstance(p, int) else tuple(p) for p in pad]
+    if class_name.startswith(("ZeroPadding", "Cropping")) and rank:
+        # Padding grows each spatial axis by (before + after); cropping shrinks it by the same amounts.
+        grow = class_name.startswith("ZeroPadding")
+        pairs = _pad_pairs(c.get("padding" if grow else "cropping", 1 if grow else 0), rank)
         spatial, ch = _spatial(shape, rank, cf)
-        out = [None if n is None else n + a + b for n, (a, b) in zip(spatial, pairs, strict=True)]
-        return _assemble(shape[0], out, ch, cf)
-    if class_name.startswith("Cropping") and rank:
-        crop = c.get("cropping", 0)
-        pairs = [(crop, crop)] * rank if isinstance(crop, int) else [
-            (p, p) if isinstance(p, int) else tuple(p) for p in crop]
-        spatial, ch = _spatial(shape, rank, cf)
-        out = [None if n is None else n - a - b for n, (a, b) in zip(spatial, pairs, strict=True)]
+        sign = 1 if grow else -1
+        out = [None if n is None else n + sign * (a + b) for n, (a, b) in zip(spatial, pairs, strict=True)]
         return _assemble(shape[0], out, ch, cf)
     if class_name.startswith("UpSampling") and rank:
-        size = _ints(c.get("size"), rank, 2)
+        size = expand_ints(c.get("size"), rank, 2)
         spatial, ch = _spatial(shape, rank, cf)
         return _assemble(shape[0], [None if n is None else n * s for n, s in zip(spatial, size, strict=True)], ch, cf)
     is_conv = class_name.startswith(("Conv", "DepthwiseConv", "SeparableConv")) and rank
     if is_conv and "LSTM" not in class_name:
-        k = _ints(c.get("kernel_size"), rank)
-        s = _ints(c.get("strides"), rank)
-        d = _ints(c.get("dilation_rate"), rank)
+        k = expand_ints(c.get("kernel_size"), rank)
+        s = expand_ints(c.get("strides"), rank)
+        d = expand_ints(c.get("dilation_rate"), rank)
         padding = str(c.get("padding", "valid")).lower()
         spatial, ch = _spatial(shape, rank, cf)
         if class_name.endswith("Transpose"):
             op = c.get("output_padding")
-            ops = [None] * rank if op is None else list(_ints(op, rank))
+            ops = [None] * rank if op is None else list(expand_ints(op, rank))
             out = [transpose_output_length(n, *a, padding, o)
                    for n, a, o in zip(spatial, zip(k, s, d, strict=True), ops, strict=True)]
             return _assemble(shape[0], out, int(c["filters"]), cf)

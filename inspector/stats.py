@@ -41,7 +41,7 @@ from .errors import NotAFilterLayerError, SelectionError, describe_received
 
 # BN folding follows the filters module's rules exactly (channel-axis test, parameters, epsilon), so
 # the scale reported here is the one filters_for_map(fold_bn=True) multiplies the kernels by.
-from .filters import _BN_CLASSES, _bn_axis_ok, _bn_params, _output_ndim, input_channel_count
+from .filters import BN_CLASSES, bn_affine, bn_on_channel_axis, input_channel_count, output_rank
 from .records import LayerKind, LayerRecord, ModelIndex, TensorRef
 
 __all__ = [
@@ -592,7 +592,7 @@ def following_batchnorm(layer: LayerRecord, index: ModelIndex | None,
     """
     if index is None:
         return None, "BN folding needs the model graph (no index given)"
-    bns = [c for c in index.consumers(layer.path) if c.class_name in _BN_CLASSES]
+    bns = [c for c in index.consumers(layer.path) if c.class_name in BN_CLASSES]
     if not bns:
         return None, "no BatchNormalization reads this layer's output directly; nothing folded"
     bn = bns[0]
@@ -602,7 +602,7 @@ def following_batchnorm(layer: LayerRecord, index: ModelIndex | None,
     var = bn.weight("moving_variance")
     if var is None or var.shape != (n_maps,):
         return None, f"BN {bn.path!r} has no moving_variance over {n_maps} maps; not folded"
-    if not _bn_axis_ok(bn, layer.spec.channels_first if layer.spec else False, _output_ndim(layer)):
+    if not bn_on_channel_axis(bn, layer.spec.channels_first if layer.spec else False, output_rank(layer)):
         return None, f"BN {bn.path!r} does not normalise the channel axis; not folded"
     return bn, ""
 
@@ -698,7 +698,7 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
             notes.append(why)
         else:
             bn_layer = bn.path
-            bn_scale, shift = _bn_params(bn, None)  # BN(x) = x·scale + shift, per map
+            bn_scale, shift = bn_affine(bn, None)  # BN(x) = x·scale + shift, per map
             bn_bias = (np.zeros(n) if bias is None else bias) * bn_scale + shift
     eff = norms if bn_scale is None else norms * np.abs(bn_scale)
 
