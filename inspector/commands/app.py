@@ -1,0 +1,63 @@
+"""``inspector app [MODEL] [--port N] [--headless]``: open the Streamlit dashboard on a model.
+
+Runs ``python -m streamlit run inspector/dashboard/main.py -- MODEL`` in a child process (the
+dashboard script ships inside the package, so this works from a checkout and from an install).
+Without MODEL the bundled sample ``sample_models/digits_cnn.keras`` opens. The path is not checked
+here on purpose: a bad path opens the dashboard on its error page, where another model can be chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+
+from ..errors import missing_dependency
+
+DEFAULT_PORT = 8501
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=None,
+                        help="a model file or SavedModel folder (default: the bundled digits_cnn.keras sample)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument("--headless", action="store_true", help="do not open a browser window")
+    parser.add_argument("--max-upload-mb", type=int, default=None,
+                        help="largest model upload accepted, in MB (default 1024)")
+
+
+def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The streamlit command line and environment for ``args`` (separate so it can be tested)."""
+    from ..dashboard import MAIN_SCRIPT, MODEL_ENV, default_model
+
+    model = args.model
+    if model is None:
+        sample = default_model()
+        model = str(sample) if sample is not None else ""
+    elif os.path.exists(model):
+        model = os.path.abspath(model)  # the server's working directory must not matter
+    env = dict(os.environ)
+    env[MODEL_ENV] = model
+    upload_mb = args.max_upload_mb
+    if upload_mb is not None:
+        env["INSPECTOR_APP_MAX_UPLOAD_MB"] = str(upload_mb)
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
+        "--server.port", str(args.port),
+        "--server.headless", "true" if args.headless else "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+        "--server.maxUploadSize", str(upload_mb or 1024),
+    ]
+    if model:
+        cmd += ["--", model]
+    return cmd, env
+
+
+def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("streamlit") is None:
+        raise missing_dependency("streamlit", "app", "the dashboard")
+    cmd, env = build_command(args)
+    return subprocess.call(cmd, env=env)

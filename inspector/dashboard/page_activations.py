@@ -1,0 +1,181 @@
+"""Activations page: one input through the model, a layer's maps, and one map split by input channel.
+
+This is the only page that imports TensorFlow (through ``inspector.runtime``), and only when it is
+opened: the runnable model is a ``st.cache_resource`` per file version, the input batch, captured
+outputs and decompositions are ``st.cache_data`` keyed by the input's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from inspector.dashboard import loading, views
+from inspector.dashboard.page_filters import map_choice_ui
+from inspector.errors import InspectorError
+from inspector.inputs import PREPROCESS_CHOICES, input_spec_from_model, load_input
+from inspector.records import FILTER_KINDS, LayerKind, ModelIndex
+
+__all__ = ["activations_page", "input_ui"]
+
+_GENERATED = "generated test picture"
+_INPUT_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "npy"]
+
+
+def _sample_inputs() -> dict[str, str]:
+    from inspector.dashboard import sample_models_dir
+
+    out = {_GENERATED: "sample"}
+    folder = sample_models_dir()
+    if folder is not None:
+        for p in sorted(folder.glob("sample_input_*")):
+            out[p.name] = str(p)
+    return out
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_input(key: loading.ModelKey, source: str, digest: str, data: bytes | None, suffix: str,
+                 preprocess: str) -> np.ndarray:
+    """The model-ready batch for a sample name/path, or for uploaded bytes (``data``, keyed by digest).
+
+    Uploaded bytes go to a temporary file only for the duration of the call: ``load_input`` reads
+    files (and checks them) the same way the CLI does.
+    """
+    spec = input_spec_from_model(loading.load_runnable_cached(*key))
+    if data is None:
+        return load_input(source, spec, preprocess=preprocess)
+    with tempfile.TemporaryDirectory(prefix="inspector-input-") as tmp:
+        # Keep the uploaded name, so a rejection message names the user's file.
+        path = Path(tmp) / (Path(source).name or f"input{suffix}")
+        path.write_bytes(data)
+        return load_input(path, spec, preprocess=preprocess)
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the model...")
+def cached_activation(key: loading.ModelKey, digest: str, preprocess: str, layer: str,
+                      _x: np.ndarray) -> np.ndarray:
+    from inspector.activations import capture
+
+    return capture(loading.load_runnable_cached(*key), _x, [layer])[layer]
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_activation_png(key: loading.ModelKey, digest: str, preprocess: str, layer: str, cap: int,
+                          offset: int, cmap: str, shared: bool, _act: np.ndarray) -> bytes:
+    return views.figure_bytes(views.activation_figure(_act, layer, cap=cap, offset=offset, cmap=cmap,
+                                                      shared_scale=shared))
+
+
+@st.cache_data(max_entries=64, show_spinner="Decomposing the map...")
+def cached_decomposition(key: loading.ModelKey, digest: str, preprocess: str, layer: str, j: int,
+                         fold_bn: bool, top_k: int, _x: np.ndarray) -> tuple[object, bytes]:
+    from inspector.decompose import decompose
+
+    index = loading.load_index(*key)
+    dec = decompose(index, loading.load_runnable_cached(*key), _x, layer, j, fold_bn=fold_bn)
+    return dec, views.figure_bytes(views.decomposition_figure(dec, top_k))  # shared renderer
+
+
+def input_ui() -> tuple[str, str, bytes | None, str, str]:
+    """(source, digest, uploaded bytes or None, suffix, preprocessing) of the chosen input."""
+    cols = st.columns([2, 3, 2])
+    st.session_state.setdefault("act_input", "Sample")
+    kind = cols[0].radio("Input", ["Sample", "Upload"], key="act_input", horizontal=True)
+    samples = _sample_inputs()
+    if kind == "Sample":
+        name = cols[1].selectbox("Sample input", list(samples), key="act_sample")
+        source, data, suffix = samples[name], None, ""
+        digest = hashlib.sha1(source.encode()).hexdigest()
+    else:
+        up = cols[1].file_uploader("Image (PNG/JPEG) or .npy array", type=_INPUT_TYPES, key="act_upload")
+        if up is None:
+            st.info("Upload an image or a .npy array, or switch to a sample input.")
+            st.stop()
+        data = up.getvalue()
+        source, suffix = up.name, Path(up.name).suffix.lower()
+        digest = hashlib.sha1(data).hexdigest()
+    pre = cols[2].selectbox("Preprocessing", PREPROCESS_CHOICES, key="act_pre",
+                            help="auto: images and samples /255, .npy arrays as stored")
+    return source, digest, data, suffix, pre
+
+
+def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
+    st.subheader("Activations: what one input does to a layer")
+    if not index.has_architecture:
+        st.error("this file stores weights only, so the model cannot be run; open the full model "
+                 f"(.keras, .h5 or SavedModel) to see activations. Received: {index.source}")
+        return
+    source, digest, data, suffix, pre = input_ui()
+    try:
+        x = cached_input(key, source, digest, data, suffix, pre)
+    except InspectorError as exc:  # wrong image / array: one line, the page stays usable
+        st.error(str(exc))
+        return
+    st.caption(f"Input batch {tuple(x.shape)}, values {float(x.min()):.3g} … {float(x.max()):.3g}")
+    if x.ndim == 4 and x.shape[-1] in (1, 3):  # channels_last image: show what the model sees
+        img = x[0].astype(np.float64)
+        span = float(img.max() - img.min()) or 1.0
+        st.image((img - img.min()) / span, width=128, caption="input (stretched to 0–1 for display)",
+                 clamp=True)
+    layers = [layer.path for layer in index.layers if layer.kind is not LayerKind.INPUT]
+    if st.session_state.get("act_layer") not in layers:
+        filt = index.filter_layers()
+        st.session_state["act_layer"] = filt[0].path if filt else layers[0]
+    left, right = st.columns([1, 3])
+    with left:
+        layer = st.selectbox("Layer", layers, key="act_layer")
+        cmap = st.selectbox("Colour map", ("viridis", "gray", "magma", "RdBu_r"), key="act_cmap")
+        # One axes per map in the shared renderer: 32 maps keep a rerun near a second.
+        st.session_state.setdefault("act_cap", 32)
+        cap = int(st.select_slider("Maps per grid", (8, 16, 32, 64, 128), key="act_cap"))
+        shared = st.toggle("One colour scale for all maps", key="act_shared")
+    act = cached_activation(key, digest, pre, layer, x)
+    n_maps = act.shape[-1] if act.ndim > 2 else 1
+    with left:
+        offset = 0
+        if n_maps > cap:
+            pages = (n_maps + cap - 1) // cap
+            offset = int(st.number_input(f"Grid page (of {pages})", 0, pages - 1, step=1, key="act_page")) * cap
+    with right:
+        png = cached_activation_png(key, digest, pre, layer, cap, offset, cmap, shared, act)
+        st.image(png, caption=f"{layer} output {tuple(act.shape)}")
+    record = index.layer(layer)
+    if record.kind not in FILTER_KINDS or record.kernel is None:
+        st.caption("Pick a layer with kernels (conv, dense, ...) to split a map into input-channel contributions.")
+        return
+    st.markdown("**Decomposition** — one output map as the sum of its input channels' contributions")
+    from inspector.filters import output_map_count
+
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        j = map_choice_ui(output_map_count(record), key="act_map", label="Map to decompose")
+    with c2:
+        st.session_state.setdefault("act_topk", 6)
+        top_k = int(st.number_input("Top-k channels", 1, 32, step=1, key="act_topk"))
+        fold_bn = st.toggle("Fold following BN", key="act_fold_bn")
+    try:
+        dec, dec_png = cached_decomposition(key, digest, pre, layer, j, fold_bn, top_k, x)
+    except InspectorError as exc:
+        st.error(str(exc))
+        return
+    st.image(dec_png, caption=f"{layer} map {j}: contributions, bias, pre-activation, output")
+    m = st.columns(4)
+    m[0].metric("Bias", f"{dec.bias:.4g}")  # type: ignore[attr-defined]
+    m[1].metric("Max |Σ − Keras|", f"{dec.max_abs_error:.2e}")  # type: ignore[attr-defined]
+    m[2].metric("Activation", str(dec.activation))  # type: ignore[attr-defined]
+    m[3].metric("Input channels", dec.n_inputs)  # type: ignore[attr-defined]
+    energy = np.asarray(dec.energy)  # type: ignore[attr-defined]
+    total = float(energy.sum()) or 1.0
+    order = dec.top(top_k)  # type: ignore[attr-defined]
+    st.dataframe(pd.DataFrame({
+        "input channel": np.asarray(dec.input_channels)[order],  # type: ignore[attr-defined]
+        "energy (Σ contribution²)": energy[order],
+        "share": energy[order] / total,
+    }), hide_index=True, key="act_topk_table")
+    for note in dec.notes:  # type: ignore[attr-defined]
+        st.caption(note)

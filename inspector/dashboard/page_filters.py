@@ -1,0 +1,209 @@
+"""Filters page: the kernels feeding one output map, and which later kernels read that map.
+
+Every widget is keyed (``flt_*``) and lives in ``st.session_state``, so the chosen layer, map and
+options survive reruns and page switches. The per-map path (slice + figure + PNG) is cached with
+``st.cache_data`` keyed by the model file version and the options, so stepping back to a map seen
+before costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+import streamlit as st
+
+from inspector.dashboard import loading, views
+from inspector.errors import InspectorError
+from inspector.filters import output_map_count
+from inspector.records import ModelIndex
+
+__all__ = ["filters_page", "layer_choice_ui", "map_choice_ui"]
+
+_SORTS = {"input-channel order": None, "strongest first (L2 norm)": "norm"}
+_CAPS = (16, 32, 64, 128, 256)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def cached_filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
+                       sort: str | None, norm: str, cmap: str, cap: int, offset: int,
+                       rgb: bool) -> views.FilterView:
+    index = loading.load_index(*key)
+    layer_range = cached_layer_range(key, layer) if norm == "layer" else None
+    return views.filter_view(index, layer, j, stage=stage, fold_bn=fold_bn, sort=sort, norm=norm, cmap=cmap,
+                             cap=cap, offset=offset, rgb=rgb, layer_range=layer_range)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_layer_range(key: loading.ModelKey, layer: str) -> float:
+    """Largest |weight| of the layer's kernel (streamed by inspector.stats), for 'layer' scaling."""
+    from inspector.stats import tensor_stats
+
+    ref = loading.load_index(*key).layer(layer).kernel
+    if ref is None:
+        return 1.0
+    stats = tensor_stats(ref, bins=1)
+    return float(max(abs(stats.min or 0.0), abs(stats.max or 0.0))) or 1.0
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_svg(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
+               sort: str | None, norm: str, cmap: str, cap: int, offset: int, rgb: bool) -> bytes:
+    view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+    return views.filter_svg(view.filters, start=offset, cap=cap, norm=norm, cmap=cmap, rgb=view.rgb)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_npz(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
+               sort: str | None) -> bytes:
+    view = cached_filter_view(key, layer, j, stage, fold_bn, sort, "map", "RdBu_r", 1, 0, False)
+    return views.filter_npz(view.filters, source=key[0])
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def cached_consumer_png(key: loading.ModelKey, layer: str, j: int, stage: str | None, consumer: str,
+                        cap: int, cmap: str) -> bytes | None:
+    fig = views.consumer_figure(loading.load_index(*key), layer, j, consumer, stage=stage, cap=cap, cmap=cmap)
+    return None if fig is None else views.figure_bytes(fig)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None,
+                     ) -> tuple[list[views.ConsumerRow], list[tuple[str, str]]]:
+    return views.consumer_rows(loading.load_index(*key), layer, j, stage=stage)
+
+
+def layer_choice_ui(index: ModelIndex, prefix: str = "flt") -> str | None:
+    """A searchable list of the layers that have kernels; returns the chosen path."""
+    layers = [layer.path for layer in index.filter_layers()]
+    if not layers:
+        st.info("This model has no layer with kernels (conv, depthwise, separable, transposed or dense).")
+        return None
+    search = st.text_input("Filter layers", key=f"{prefix}_layer_search", placeholder="e.g. conv").strip().lower()
+    options = [p for p in layers if search in p.lower()] or layers
+    if st.session_state.get(f"{prefix}_layer") not in options:
+        st.session_state[f"{prefix}_layer"] = options[0]
+    return st.selectbox(f"Layer ({len(options)} of {len(layers)} with kernels)", options, key=f"{prefix}_layer")
+
+
+def _step(key: str, delta: int, count: int) -> None:
+    """prev/next: a callback runs before the rerun, the only moment a widget's state may be set."""
+    st.session_state[key] = min(count - 1, max(0, int(st.session_state.get(key, 0)) + delta))
+
+
+def map_choice_ui(count: int, key: str = "flt_map", label: str = "Output map") -> int:
+    """Number input with prev/next buttons, clamped to the layer's map count."""
+    current = int(st.session_state.get(key, 0))
+    if not 0 <= current < count:  # the layer changed to one with fewer maps
+        st.session_state[key] = min(max(current, 0), count - 1)
+    st.number_input(f"{label} (0–{count - 1})", min_value=0, max_value=count - 1, step=1, key=key)
+    prev, nxt = st.columns(2)
+    prev.button("◀ prev", key=f"{key}_prev", on_click=_step, args=(key, -1, count), disabled=current <= 0,
+                width="stretch")
+    nxt.button("next ▶", key=f"{key}_next", on_click=_step, args=(key, 1, count),
+               disabled=current >= count - 1, width="stretch")
+    return int(st.session_state[key])
+
+
+def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
+    st.subheader("Filters: the kernels feeding one output map")
+    left, right = st.columns([1, 3])
+    with left:
+        layer = layer_choice_ui(index)
+        if layer is None:
+            return
+        stages = views.stage_choices(index, layer)
+        stage = st.selectbox("Stage", stages, key="flt_stage") if len(stages) > 1 else None
+        if stage is not None and stage not in stages:
+            stage = stages[0]
+        count = output_map_count(index.layer(layer), stage)
+        j = map_choice_ui(count)
+        norm = st.selectbox("Normalisation", views.NORMALISATIONS, key="flt_norm",
+                            format_func=lambda n: {"map": "shared per map", "kernel": "per kernel",
+                                                   "layer": "shared per layer"}[n])
+        cmap = st.selectbox("Colour map", views.CMAPS, key="flt_cmap")
+        can_rgb = views.can_show_rgb(index, layer)
+        # The toggle keeps its value across layers; it only applies where the layer reads 3 channels.
+        rgb = st.toggle("RGB view (colour input)", key="flt_rgb", disabled=not can_rgb,
+                        help="Show the 3 input-channel kernels of a first layer as one colour filter") and can_rgb
+        fold_bn = st.toggle("Fold BatchNormalization", key="flt_fold_bn",
+                            help="Fold the BN that reads this layer's output into kernel and bias")
+        sort = _SORTS[st.selectbox("Order of input channels", list(_SORTS), key="flt_sort")]
+        st.session_state.setdefault("flt_cap", views.DEFAULT_CAP)
+        cap = int(st.select_slider("Kernels per grid", _CAPS, key="flt_cap"))
+    with right:
+        n_inputs = _n_inputs(key, layer, j, stage)
+        offset = 0
+        if n_inputs > cap and not rgb:
+            pages = (n_inputs + cap - 1) // cap
+            st.session_state.setdefault("flt_page", 0)
+            if st.session_state["flt_page"] >= pages:
+                st.session_state["flt_page"] = pages - 1
+            page = st.number_input(f"Grid page (1 of {pages} shows kernels 0–{cap - 1})", 0, pages - 1, step=1,
+                                   key="flt_page")
+            offset = int(page) * cap
+        try:
+            view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+        except InspectorError as exc:
+            if not fold_bn:
+                raise
+            st.warning(f"BN not folded: {exc}")  # e.g. no BN follows: show the plain kernels instead
+            fold_bn = False
+            view = cached_filter_view(key, layer, j, stage, False, sort, norm, cmap, cap, offset, rgb)
+        fs = view.filters
+        shown = "RGB filter of 3 input channels" if view.rgb else (
+            f"{view.n_shown} of {fs.n_inputs} kernels shown (input channels "
+            f"{', '.join(str(int(c)) for c in fs.input_channels[view.shown][:8])}"
+            f"{', …' if view.n_shown > 8 else ''})")
+        st.image(view.png, caption=f"{layer} · map {j} of {view.n_maps} · {shown}")
+        for note in view.notes:
+            st.caption(note)
+        stats = st.columns(4)
+        stats[0].metric("Bias", "none" if fs.bias is None else f"{fs.bias:.4g}")
+        stats[1].metric("Input channels read", f"{fs.n_inputs} of {fs.n_inputs_total or fs.n_inputs}")
+        stats[2].metric("Kernel L2 norm", f"{float((fs.norms ** 2).sum() ** 0.5):.4g}")
+        stats[3].metric("BN folded", "yes" if fs.bn_folded else "no")
+        _downloads(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+        with st.expander(f"Norm per input channel ({fs.n_inputs})", expanded=False):
+            st.dataframe(pd.DataFrame({"input channel": fs.input_channels, "L2 norm": fs.norms}),
+                         hide_index=True, height=240, key="flt_norms_table")
+        _consumers(key, layer, j, stage, cap, cmap)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _n_inputs(key: loading.ModelKey, layer: str, j: int, stage: str | None) -> int:
+    """Kernels in the map's grid before the cap: sets the grid-page range (uses the cached view)."""
+    view = cached_filter_view(key, layer, j, stage, False, None, "map", "RdBu_r", 1, 0, False)
+    return view.filters.n_inputs
+
+
+def _downloads(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
+               sort: str | None, norm: str, cmap: str, cap: int, offset: int, rgb: bool) -> None:
+    """PNG = the image on screen; SVG = the annotated shared figure; NPZ = the arrays. SVG and NPZ
+    are callables, so they are built only when their button is clicked."""
+    view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+    stem = f"{layer.replace('/', '_')}_map{j}"
+    cols = st.columns(3)
+    cols[0].download_button("Download PNG", view.png, f"{stem}.png", "image/png", key="flt_dl_png",
+                            on_click="ignore")
+    cols[1].download_button(
+        "Download SVG", lambda: cached_svg(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb),
+        f"{stem}.svg", "image/svg+xml", key="flt_dl_svg", on_click="ignore")
+    cols[2].download_button(
+        "Download NPZ", lambda: cached_npz(key, layer, j, stage, fold_bn, sort),
+        f"{stem}.npz", "application/octet-stream", key="flt_dl_npz", on_click="ignore")
+
+
+def _consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap: int, cmap: str) -> None:
+    st.markdown(f"**Who reads map {j}** — the slices of later kernels that read this map")
+    rows, stops = cached_consumers(key, layer, j, stage)
+    if rows:
+        st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, key="flt_consumers_table")
+        for row in rows:
+            png = cached_consumer_png(key, layer, j, stage, row.consumer, cap, cmap)
+            if png is not None:
+                st.image(png, caption=f"{row.consumer}: the kernels through which map {j} reaches its output maps")
+    else:
+        st.caption("No later layer with kernels reads this map exactly.")
+    for where, why in stops:
+        st.caption(f"stopped at `{where}`: {why}")

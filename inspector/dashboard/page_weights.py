@@ -1,0 +1,100 @@
+"""Weights page: per-tensor histograms and statistics, and per-filter health (norms, dead, duplicates).
+
+Numbers come from :mod:`inspector.stats` and figures from :mod:`inspector.render.stats`; this page
+only lays them out. Statistics of a layer are computed once per file version and options.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from inspector.dashboard import loading, views
+from inspector.records import ModelIndex
+from inspector.stats import LayerStats, layer_stats
+
+__all__ = ["weights_page"]
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing weight statistics...")
+def cached_layer_stats(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool) -> LayerStats:
+    index = loading.load_index(*key)
+    return layer_stats(index.layer(layer), index=index, dead_threshold=dead, dup_threshold=dup,
+                       fold_bn=fold_bn, channel_matrix=True)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_figures(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool,
+                   log: bool) -> dict[str, bytes]:
+    """PNG bytes of every figure on the page for one layer: histograms, map norms, channel norms."""
+    from inspector.render import stats as rs
+
+    ls = cached_layer_stats(key, layer, dead, dup, fold_bn)
+    out = {f"hist:{t.name}": views.figure_bytes(rs.histogram_figure(t, log=log, figsize=(5.0, 2.8)))
+           for t in ls.tensors}
+    if ls.health is not None:
+        out["map_norms"] = views.figure_bytes(rs.map_norms_figure(ls.health))
+        if ls.health.channel_norms is not None:
+            out["channel_norms"] = views.figure_bytes(rs.channel_norm_figure(ls.health, log=log))
+    return out
+
+
+def weights_options_ui() -> tuple[float, float, bool, bool]:
+    cols = st.columns(4)
+    st.session_state.setdefault("w_dead", 1e-3)
+    st.session_state.setdefault("w_dup", 0.99)
+    dead = cols[0].number_input("Dead below × median norm", min_value=0.0, max_value=1.0, step=1e-3,
+                                format="%.4f", key="w_dead")
+    dup = cols[1].number_input("Duplicate if |cosine| ≥", min_value=0.5, max_value=1.0, step=0.005,
+                               format="%.3f", key="w_dup")
+    fold = cols[2].toggle("Fold following BN", key="w_fold_bn")
+    log = cols[3].toggle("Log scale", key="w_log")
+    return float(dead), float(dup), bool(fold), bool(log)
+
+
+def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
+    st.subheader("Weights: statistics and filter health")
+    layers = [layer.path for layer in index.layers if layer.weights]
+    if not layers:
+        st.info("This model stores no weights.")
+        return
+    if st.session_state.get("w_layer") not in layers:
+        st.session_state["w_layer"] = (index.filter_layers() or [index.layer(layers[0])])[0].path
+    layer = st.selectbox("Layer", layers, key="w_layer")
+    dead, dup, fold, log = weights_options_ui()
+    ls = cached_layer_stats(key, layer, dead, dup, fold)
+    figs = cached_figures(key, layer, dead, dup, fold, log)
+    rows = [{"tensor": t.name, "shape": str(list(t.shape)), "dtype": t.dtype, "min": t.min, "max": t.max,
+             "mean": t.mean, "std": t.std, "L2": t.l2, "zeros": t.zeros, "near zeros": t.near_zeros,
+             "NaN/Inf": t.nonfinite} for t in ls.tensors]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="w_tensor_table")
+    cols = st.columns(min(3, max(1, len(ls.tensors))))
+    for i, t in enumerate(ls.tensors):
+        cols[i % len(cols)].image(figs[f"hist:{t.name}"], caption=f"{layer} · {t.name}")
+    health = ls.health
+    if health is None:
+        st.caption("Filter health applies to layers with kernels (conv, depthwise, separable, transposed, dense).")
+        return
+    st.markdown(f"**Filter health** — {health.n_maps} maps, {len(health.dead)} dead, "
+                f"{health.duplicate_pair_count} near-duplicate pairs"
+                + (f", BN `{health.bn_layer}` folded into the norms" if health.bn_scale is not None else ""))
+    st.image(figs["map_norms"], caption="Kernel L2 norm per output map (dead maps in red)")
+    partners = health.duplicate_partners()
+    dead_set = {int(d) for d in health.dead}
+    table = pd.DataFrame({
+        "map": np.arange(health.n_maps),
+        "norm": health.effective_norms,
+        "bias": health.bias if health.bias is not None else np.full(health.n_maps, np.nan),
+        "dead": [j in dead_set for j in range(health.n_maps)],
+        "near duplicates (map: cosine)": [", ".join(f"{b}: {s:+.3f}" for b, s in partners.get(j, [])[:6])
+                                          for j in range(health.n_maps)],
+    })
+    only_flagged = st.toggle("Only dead or duplicated maps", key="w_only_flagged")
+    if only_flagged:
+        table = table[table["dead"] | (table["near duplicates (map: cosine)"] != "")]
+    st.dataframe(table, hide_index=True, key="w_health_table", height=min(400, 38 + 35 * len(table)))
+    if "channel_norms" in figs:
+        st.image(figs["channel_norms"], caption="‖kernel[input channel → map]‖: who feeds whom")
+    for note in health.notes:
+        st.caption(note)

@@ -1,0 +1,358 @@
+"""The dashboard driven through its keyed widgets with Streamlit's AppTest (no browser, real models).
+
+Every test runs the real script (``inspector/dashboard/main.py``) on the bundled sample models and
+asserts on what is rendered: table rows, kernel images and their captions, error texts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from inspector import open_model
+from inspector.dashboard import MAIN_SCRIPT, default_model, loading
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "sample_models"
+TIMEOUT = 120  # first runs import matplotlib/pandas; the activations page imports TensorFlow
+
+
+def _app(model: Path | str | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if model is not None:
+        at.radio(key="src_kind").set_value("Path").run()
+        at.text_input(key="src_path").set_value(str(model)).run()
+    if page is not None:
+        at.radio(key="page").set_value(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def _table(at: AppTest, column: str) -> object:
+    """The first dataframe that has ``column``."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with column {column!r}: {[list(d.value.columns) for d in at.dataframe]}")
+
+
+# -- model source and overview ---------------------------------------------------------------------------
+
+def test_default_model_is_the_bundled_sample_and_overview_lists_every_layer() -> None:
+    at = _app()
+    index = open_model(default_model())
+    table = _table(at, "path")
+    assert list(table["path"]) == index.paths
+    assert list(table["params"]) == [layer.params for layer in index.layers]
+    assert table.loc[table["path"] == "conv1", "weights"].item() == "kernel[5, 5, 1, 8] bias[8]"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] == f"{index.total_params:,}"
+    assert metrics["Layers"] == str(len(index.layers))
+    assert not _errors(at)
+
+
+def test_overview_search_and_kind_filter() -> None:
+    at = _app()
+    at.text_input(key="ov_search").set_value("conv").run()
+    assert list(_table(at, "path")["path"]) == ["conv1", "conv2"]
+    at.text_input(key="ov_search").set_value("").run()
+    at.multiselect(key="ov_kinds").set_value(["dense", "norm"]).run()
+    assert list(_table(at, "path")["path"]) == ["bn1", "digit_probs"]
+    assert any("2 of 10 layers shown" in c.value for c in at.caption)
+
+
+def test_bad_path_shows_one_line_error_and_the_app_recovers(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.keras"
+    at = _app(model=missing)
+    errors = _errors(at)
+    assert len(errors) == 1 and "no file or folder" in errors[0] and str(missing) in errors[0]
+    assert "\n" not in errors[0] and not at.exception
+    at.text_input(key="src_path").set_value(str(SAMPLES / "shapes_rgb.h5")).run()
+    assert not _errors(at)
+    assert "sep3" in list(_table(at, "path")["path"])
+
+
+def test_unsupported_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.keras"
+    with zipfile.ZipFile(bogus, "w") as zf:
+        zf.writestr("train.py", "print('hello')\n")
+    at = _app(model=bogus)
+    errors = _errors(at)
+    assert len(errors) == 1 and str(bogus) in errors[0] and "\n" not in errors[0]
+    assert not at.exception
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.keras"]  # nothing written beside it
+
+
+def test_sample_picker_and_every_sample_format_opens() -> None:
+    at = _app()
+    options = at.selectbox(key="src_sample").options
+    assert {"digits_cnn.keras", "digits_cnn.h5", "digits_cnn.weights.h5", "shapes_rgb_savedmodel/"} <= set(options)
+    for name in ("shapes_rgb.keras", "digits_cnn.weights.h5", "shapes_rgb_savedmodel/"):
+        at.selectbox(key="src_sample").set_value(name).run()
+        assert not _errors(at) and not at.exception, name
+        expected = open_model(SAMPLES / name.rstrip("/")).paths
+        assert list(_table(at, "path")["path"]) == expected, name
+
+
+def test_upload_a_model_and_a_zipped_savedmodel() -> None:
+    at = _app()
+    at.radio(key="src_kind").set_value("Upload").run()
+    at.file_uploader(key="src_upload").set_value(
+        ("digits_cnn.keras", (SAMPLES / "digits_cnn.keras").read_bytes(), "application/octet-stream")).run()
+    assert not _errors(at)
+    assert list(_table(at, "path")["path"]) == open_model(SAMPLES / "digits_cnn.keras").paths
+    first_dir = at.session_state["_upload"].folder
+    assert Path(first_dir).is_dir() and not Path(first_dir).is_relative_to(SAMPLES)
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in (SAMPLES / "shapes_rgb_savedmodel").rglob("*"):
+            if f.is_file():
+                zf.write(f, "shapes_rgb_savedmodel/" + f.relative_to(SAMPLES / "shapes_rgb_savedmodel").as_posix())
+    at.file_uploader(key="src_upload").set_value(("shapes.zip", buf.getvalue(), "application/zip")).run()
+    assert not _errors(at)
+    assert any("`savedmodel`" in m.value for m in at.markdown)
+    assert not Path(first_dir).exists()  # the replaced upload's temp folder is gone
+
+
+def test_upload_over_the_size_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loading, "MAX_UPLOAD_MB", 0)
+    at = _app()
+    at.radio(key="src_kind").set_value("Upload").run()
+    at.file_uploader(key="src_upload").set_value(("big.keras", b"x" * 2048, "application/octet-stream")).run()
+    errors = _errors(at)
+    assert len(errors) == 1 and "larger than the 0 MB limit" in errors[0] and "big.keras" in errors[0]
+    assert not at.exception
+
+
+# -- filters ---------------------------------------------------------------------------------------------
+
+def test_filters_layer_map_and_prev_next() -> None:
+    at = _app(page="Filters")
+    assert at.selectbox(key="flt_layer").options == ["conv1", "conv2", "digit_probs"]
+    at.selectbox(key="flt_layer").set_value("conv2").run()
+    at.number_input(key="flt_map").set_value(5).run()
+    # The kernel grid of map 5, then the kernels of the next layer that read map 5.
+    assert _captions(at) == ["conv2 · map 5 of 16 · 8 of 8 kernels shown (input channels 0, 1, 2, 3, 4, 5, 6, 7)",
+                             "digit_probs: the kernels through which map 5 reaches its output maps"]
+    at.button(key="flt_map_next").click().run()
+    assert at.number_input(key="flt_map").value == 6 and "map 6 of 16" in _captions(at)[0]
+    at.button(key="flt_map_prev").click().run()
+    at.button(key="flt_map_prev").click().run()
+    assert at.number_input(key="flt_map").value == 4
+    # Switching to a layer with fewer maps clamps the map instead of failing.
+    at.number_input(key="flt_map").set_value(15).run()
+    at.selectbox(key="flt_layer").set_value("conv1").run()
+    assert at.number_input(key="flt_map").value == 7 and "map 7 of 8" in _captions(at)[0]
+    assert not _errors(at) and not at.exception
+
+
+def test_filters_bias_norms_and_consumers_match_the_api() -> None:
+    from inspector.filters import consumers_of_map, filters_for_map
+
+    at = _app(page="Filters")
+    at.selectbox(key="flt_layer").set_value("conv1").run()
+    at.number_input(key="flt_map").set_value(3).run()
+    index = open_model(SAMPLES / "digits_cnn.keras")
+    fs = filters_for_map(index.layer("conv1"), 3, index=index)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Bias"] == f"{fs.bias:.4g}"
+    assert metrics["BN folded"] == "no"
+    norms = _table(at, "L2 norm")
+    np.testing.assert_allclose(norms["L2 norm"], fs.norms)
+    consumers = _table(at, "consumer")
+    expected = consumers_of_map(index, "conv1", 3)
+    assert list(consumers["consumer"]) == [s.consumer_path for s in expected.slices] == ["conv2"]
+    assert consumers["via"].item() == "bn1 → relu1 → pool1"
+    assert consumers["n_outputs"].item() == 16
+    assert _captions(at)[1] == "conv2: the kernels through which map 3 reaches its output maps"
+
+
+def test_filters_on_a_savedmodel_sample() -> None:
+    at = _app(page="Filters")
+    at.radio(key="src_kind").set_value("Sample model").run()
+    at.selectbox(key="src_sample").set_value("shapes_rgb_savedmodel/").run()
+    at.selectbox(key="flt_layer").set_value("dw2").run()
+    at.number_input(key="flt_map").set_value(5).run()  # depthwise: map 5 = input channel 2, multiplier 1
+    assert not _errors(at) and _captions(at)[0].startswith("dw2 · map 5 of 24 · 1 of 1 kernels shown (input "
+                                                             "channels 2)")
+
+
+def test_view_builders_downloads_round_trip() -> None:
+    from inspector.dashboard import views
+    from inspector.export import load_npz
+    from inspector.filters import filters_for_map
+
+    index = open_model(SAMPLES / "digits_cnn.keras")
+    view = views.filter_view(index, "conv2", 4, cap=3, offset=3)
+    assert view.png.startswith(b"\x89PNG") and list(view.shown) == [3, 4, 5]
+    svg = views.filter_svg(view.filters, start=3, cap=3)
+    assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg
+    fs = filters_for_map(index.layer("conv2"), 4, index=index)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.npz"
+        path.write_bytes(views.filter_npz(view.filters))
+        (back,) = load_npz(path)
+    np.testing.assert_array_equal(back.kernels, fs.kernels)
+    assert back.bias == fs.bias and back.map_index == 4
+
+
+def test_filters_fold_bn_where_possible_and_warn_where_not() -> None:
+    at = _app(page="Filters")
+    at.toggle(key="flt_fold_bn").set_value(True).run()  # conv1 -> bn1: folds
+    assert {m.label: m.value for m in at.metric}["BN folded"] == "yes"
+    assert not at.warning
+    at.selectbox(key="flt_layer").set_value("conv2").run()  # conv2 -> pool2: nothing to fold
+    assert len(at.warning) == 1 and "no BatchNormalization reads its output" in at.warning[0].value
+    assert "conv2 · map 0 of 16" in _captions(at)[0] and not _errors(at)
+
+
+def test_filters_options_change_the_image_and_downloads_are_offered() -> None:
+    at = _app(page="Filters")
+    at.selectbox(key="flt_layer").set_value("conv2").run()
+    first = at.image[0].value
+    at.selectbox(key="flt_cmap").set_value("gray").run()
+    second = at.image[0].value
+    at.selectbox(key="flt_norm").set_value("kernel").run()
+    at.selectbox(key="flt_sort").set_value("strongest first (L2 norm)").run()
+    third = at.image[0].value
+    assert len({first[0], second[0], third[0]}) == 3
+    labels = [d.label for d in at.get("download_button")]
+    assert labels == ["Download PNG", "Download SVG", "Download NPZ"]
+    norms = _table(at, "L2 norm")["L2 norm"].to_numpy()
+    assert np.all(np.diff(norms) <= 0)  # sorted strongest first
+
+
+def test_filters_rgb_view_separable_stage_and_grid_cap() -> None:
+    at = _app(model=SAMPLES / "shapes_rgb.keras", page="Filters")
+    at.selectbox(key="flt_layer").set_value("conv1_rgb").run()
+    at.toggle(key="flt_rgb").set_value(True).run()
+    assert "RGB filter of 3 input channels" in _captions(at)[0]
+    at.selectbox(key="flt_layer").set_value("sep3").run()
+    assert at.selectbox(key="flt_stage").options == ["effective", "depthwise", "pointwise"]
+    at.select_slider(key="flt_cap").set_value(16).run()
+    assert "16 of 24 kernels shown" in _captions(at)[0]
+    at.number_input(key="flt_page").set_value(1).run()
+    assert "8 of 24 kernels shown (input channels 16," in _captions(at)[0]
+    at.selectbox(key="flt_stage").set_value("depthwise").run()
+    assert "1 of 1 kernels shown" in _captions(at)[0]
+    assert not _errors(at) and not at.exception
+
+
+def test_state_survives_page_switches() -> None:
+    at = _app(page="Filters")
+    at.selectbox(key="flt_layer").set_value("conv2").run()
+    at.number_input(key="flt_map").set_value(9).run()
+    at.radio(key="page").set_value("Overview").run()
+    at.radio(key="page").set_value("Filters").run()
+    assert at.selectbox(key="flt_layer").value == "conv2" and at.number_input(key="flt_map").value == 9
+
+
+# -- weights and export ----------------------------------------------------------------------------------
+
+def test_weights_histograms_and_filter_health() -> None:
+    at = _app(page="Weights")
+    assert at.selectbox(key="w_layer").value == "conv1"
+    assert _captions(at)[:2] == ["conv1 · kernel", "conv1 · bias"]
+    assert len(at.image) == 4  # two histograms, map norms, channel-norm matrix
+    health = _table(at, "dead")
+    assert list(health["map"]) == list(range(8))
+    tensors = _table(at, "tensor")
+    assert list(tensors["tensor"]) == ["kernel", "bias"]
+    at.selectbox(key="w_layer").set_value("bn1").run()
+    assert len(at.image) == 4 and not _errors(at)  # gamma, beta, mean, variance; no health for BN
+
+
+def test_export_layer_zip_with_manifest() -> None:
+    at = _app(page="Export")
+    at.text_input(key="exp_maps").set_value("0-3").run()
+    at.multiselect(key="exp_formats").set_value(["png", "npz"]).run()
+    at.button(key="exp_run").click().run()
+    assert not _errors(at) and "4 maps exported" in at.success[0].value
+    name, data, _count, _key = at.session_state["exp_result"]
+    assert name == "digits_cnn_conv1_filters.zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        manifest = json.loads(zf.read("manifest.json"))
+        arrays = np.load(io.BytesIO(zf.read("conv1.npz")))
+    assert sorted(n for n in names if n.endswith(".png")) == [f"conv1/map_{j:04d}.png" for j in range(4)]
+    assert "manifest.csv" in names
+    assert json.dumps(manifest).count("map_0003.png") == 1
+    assert arrays["kernels"].shape == (4, 1, 5, 5) and list(arrays["maps"]) == [0, 1, 2, 3]
+    assert [d.label for d in at.get("download_button")] == ["Download zip"]
+
+
+def test_export_bad_selection_is_an_error() -> None:
+    at = _app(page="Export")
+    at.radio(key="exp_scope").set_value("Whole model").run()
+    at.text_input(key="exp_maps").set_value("40-2").run()
+    at.button(key="exp_run").click().run()
+    errors = _errors(at)
+    assert len(errors) == 1 and "runs backwards" in errors[0] and not at.exception
+
+
+# -- activations (imports TensorFlow) --------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_activations_grid_decomposition_and_wrong_image() -> None:
+    at = _app(page="Activations")
+    assert not _errors(at), _errors(at)
+    assert _captions(at) == ["input (stretched to 0–1 for display)", "conv1 output (1, 16, 16, 8)",
+                             "conv1 map 0: contributions, bias, pre-activation, output"]
+    at.number_input(key="act_map").set_value(3).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Max |Σ − Keras|"]) < 1e-4
+    at.selectbox(key="act_layer").set_value("conv2").run()
+    at.number_input(key="act_topk").set_value(3).run()
+    top = _table(at, "share")
+    assert len(top) == 3 and np.all(np.diff(top["energy (Σ contribution²)"].to_numpy()) <= 0)
+    at.radio(key="act_input").set_value("Upload").run()
+    at.file_uploader(key="act_upload").set_value(("photo.png", b"not an image", "image/png")).run()
+    errors = _errors(at)
+    assert len(errors) == 1 and "cannot read the image" in errors[0] and "photo.png" in errors[0]
+    at.file_uploader(key="act_upload").set_value(
+        ("digit.npy", (SAMPLES / "sample_input_digit.npy").read_bytes(), "application/octet-stream")).run()
+    assert not _errors(at) and "conv2 output (1, 8, 8, 16)" in _captions(at)
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_activations_on_weights_only_file_says_why() -> None:
+    at = _app(model=SAMPLES / "digits_cnn.weights.h5", page="Activations")
+    errors = _errors(at)
+    assert len(errors) == 1 and "weights only" in errors[0] and not at.exception
+
+
+# -- the `inspector app` command -------------------------------------------------------------------------
+
+def test_inspector_app_command_line() -> None:
+    import argparse
+
+    from inspector.commands import app as app_cmd
+
+    parser = argparse.ArgumentParser()
+    app_cmd.register(parser)
+    cmd, env = app_cmd.build_command(parser.parse_args(["--port", "8765", "--headless"]))
+    assert cmd[1:5] == ["-m", "streamlit", "run", str(MAIN_SCRIPT)]
+    assert cmd[cmd.index("--server.port") + 1] == "8765" and cmd[cmd.index("--server.headless") + 1] == "true"
+    assert cmd[-2:] == ["--", str(default_model())] and env["INSPECTOR_APP_MODEL"] == str(default_model())
+    cmd, env = app_cmd.build_command(parser.parse_args(["/no/such/model.keras"]))
+    assert cmd[-1] == "/no/such/model.keras"  # not checked here: the app shows the error page

@@ -1,0 +1,241 @@
+"""End to end: the real Streamlit server in headless Chromium (Playwright), on the bundled samples.
+
+The server runs as a child process on a free localhost port and is killed in the fixture teardown.
+Screenshots of every page go to ``test-artifacts/`` (gitignored) for people to look at. Chromium is
+the system one (``/usr/bin/chromium``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inspector.dashboard import MAIN_SCRIPT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT = 90.0  # a busy shared machine: streamlit itself needs a few seconds to start
+UI_TIMEOUT_MS = 120_000  # the activations page imports TensorFlow on first use
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not os.path.exists(CHROMIUM):
+    pytest.skip("system chromium not installed at /usr/bin/chromium", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(cmd_tail: list[str], *, via_cli: bool = False) -> Iterator[str]:
+    """Start the dashboard (``python -m streamlit run`` or ``inspector app``), yield its URL, kill it."""
+    port = _free_port()
+    if via_cli:
+        cmd = [sys.executable, "-m", "inspector", "app", *cmd_tail, "--headless", "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT), "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", *cmd_tail]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
+    env.pop("INSPECTOR_APP_MODEL", None)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / f"server-{port}.log", "wb")  # noqa: SIM115 - closed in finally
+    # Own process group: `inspector app` starts streamlit as a grandchild, and both must go.
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server did not answer on {url} within {START_TIMEOUT}s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _wait_idle(page: object, timeout_ms: int = UI_TIMEOUT_MS) -> None:
+    """Wait until the script run triggered by the last interaction has finished.
+
+    Streamlit marks the app root with ``data-test-script-state``; a run may start a moment after
+    the click, so first give it the chance to start, then wait for it to stop.
+    """
+    with contextlib.suppress(playwright_api.TimeoutError):
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=1_500)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+    page.wait_for_timeout(300)  # let the last deltas paint
+
+
+def _goto_page(page: object, name: str) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stRadio"]').filter(has_text="Page") \
+        .get_by_text(name, exact=True).click()
+    _wait_idle(page)
+
+
+def _select(page: object, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` (a searchable combobox)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    _wait_idle(page)
+
+
+def _shot(page: object, name: str) -> Path:
+    """Screenshot of the whole page: Streamlit scrolls inside its main container, so the viewport
+    is made as tall as the content for the shot (``full_page`` alone stops at the window)."""
+    path = ARTIFACTS / f"dashboard-{name}.png"
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                           "[data-testid=stMainBlockContainer]')].map(e => e.scrollHeight), 0)")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 80, 6000))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    return path
+
+
+def _errors(page: object) -> list[str]:
+    return page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+
+
+def _open(browser: object, url: str) -> object:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(url, timeout=UI_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stSidebar"]')
+    _wait_idle(page)
+    return page
+
+
+def _download(page: object, label: str) -> bytes:
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as info:
+        page.get_by_role("button", name=label).click()
+    return Path(info.value.path()).read_bytes()
+
+
+def test_every_page_in_a_real_browser(browser: object) -> None:
+    sample = REPO / "sample_models" / "digits_cnn.keras"
+    with _server(["--", str(sample)]) as url:
+        page = _open(browser, url)
+        exceptions: list[str] = []
+        page.on("pageerror", lambda exc: exceptions.append(str(exc)))
+
+        # Overview: model header, the layer table and the chart.
+        page.get_by_text("digits_cnn", exact=False).first.wait_for()
+        assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+        assert page.get_by_text("10 of 10 layers shown", exact=False).count() == 1
+        _shot(page, "1-overview")
+
+        # Filters: pick conv2, output map 5, check the grid image and the downloads.
+        _goto_page(page, "Filters")
+        _select(page, "Layer (", "conv2")
+        number = page.locator('[data-testid="stNumberInput"]').filter(has_text="Output map").locator("input")
+        number.fill("5")
+        number.press("Enter")
+        _wait_idle(page)
+        caption = "conv2 · map 5 of 16 · 8 of 8 kernels shown"
+        page.get_by_text(caption, exact=False).wait_for()
+        images = page.locator('[data-testid="stImage"] img')
+        assert images.count() == 2  # the kernel grid, and the next layer's kernels reading map 5
+        for k in range(2):
+            assert images.nth(k).evaluate("img => img.complete && img.naturalWidth > 100")
+        page.get_by_role("button", name="next ▶").click()
+        _wait_idle(page)
+        page.get_by_text("conv2 · map 6 of 16", exact=False).wait_for()
+        png = _download(page, "Download PNG")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+        npz = _download(page, "Download NPZ")
+        assert npz.startswith(b"PK")  # a zip archive of .npy arrays
+        _shot(page, "2-filters")
+
+        # Activations: the forward pass and the decomposition of one map.
+        _goto_page(page, "Activations")
+        page.get_by_text("conv1 output (1, 16, 16, 8)", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("contributions, bias, pre-activation, output", exact=False).wait_for()
+        assert page.locator('[data-testid="stImage"] img').count() == 3  # input, maps, decomposition
+        _shot(page, "3-activations")
+
+        # Weights: histograms and filter health.
+        _goto_page(page, "Weights")
+        page.get_by_text("Filter health", exact=True).wait_for()
+        assert page.locator('[data-testid="stImage"] img').count() == 4
+        _shot(page, "4-weights")
+
+        # Export: build the zip of conv1 and download it.
+        _goto_page(page, "Export")
+        page.get_by_role("button", name="Build zip").click()
+        _wait_idle(page)
+        page.get_by_text("8 maps exported", exact=False).wait_for()
+        data = _download(page, "Download zip")
+        assert data.startswith(b"PK")
+        _shot(page, "5-export")
+
+        assert not _errors(page), _errors(page)
+        assert not exceptions, exceptions
+        assert page.locator('[data-testid="stException"]').count() == 0
+
+
+@pytest.mark.parametrize(("args", "expect", "shot"), [
+    ([], "digits_cnn", "6-cli-default"),
+    (["/no/such/model.keras"], "no file or folder at this path", "7-cli-bad-path"),
+])
+def test_inspector_app_command(browser: object, args: list[str], expect: str, shot: str) -> None:
+    with _server(args, via_cli=True) as url:
+        page = _open(browser, url)
+        page.get_by_text(expect, exact=False).first.wait_for()
+        _shot(page, shot)
+        if args:
+            errors = _errors(page)
+            assert len(errors) == 1 and args[0] in errors[0]
+            assert page.locator('[data-testid="stException"]').count() == 0
+            # The sidebar still works: switching to a sample loads it.
+            page.get_by_text("Sample model", exact=True).click()
+            _wait_idle(page)
+            page.get_by_text("10 of 10 layers shown", exact=False).wait_for()
+            assert not _errors(page)
+            _shot(page, shot + "-recovered")
+
+
