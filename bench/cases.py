@@ -179,9 +179,49 @@ def summary_cases(arch: str) -> list[Case]:
     return cases
 
 
+_LOAD_SLICE = (
+    "import sys, keras; m = keras.models.load_model(sys.argv[1], compile=False)\n"
+    "k = m.get_layer(sys.argv[2]).kernel.numpy()[..., int(sys.argv[3])]\n"
+    "print(sys.argv[2], k.shape, float(abs(k).sum()))"
+)
+# What a user computes by hand for weight statistics: every weight's min/max/mean/std/zeros and a histogram.
+_LOAD_STATS = (
+    "import sys, keras, numpy as np; m = keras.models.load_model(sys.argv[1], compile=False)\n"
+    "for w in m.weights:\n"
+    "    a = w.numpy(); h = np.histogram(a, 64)\n"
+    "    print(w.path, a.min(), a.max(), a.mean(), a.std(), (a == 0).mean(), int(h[0].sum()))"
+)
+
+
+def filters_case(arch: str, layer: str, j: int) -> Case:
+    """``inspector filters`` for one map vs ``load_model`` + slicing the kernel, fresh processes."""
+    path = model_path(arch, "keras")
+    return Case(
+        name=f"filters {arch} {layer}:{j}",
+        ours=inspector("filters", str(path), layer, str(j)),
+        baseline=python_code(_LOAD_SLICE, str(path), layer, str(j)),
+        requires=(path,),
+        description=f"the kernels feeding map {j} of {layer}: inspector filters vs load_model + slice",
+    )
+
+
+def stats_case(arch: str) -> Case:
+    """``inspector stats`` on every layer vs ``load_model`` + numpy statistics of every weight."""
+    path = model_path(arch, "keras")
+    return Case(
+        name=f"stats {arch} keras",
+        ours=inspector("stats", str(path), "--json", "--no-duplicates"),
+        baseline=python_code(_LOAD_STATS, str(path)),
+        requires=(path,),
+        description=f"per-layer weight statistics of {arch}: inspector stats vs load_model + numpy",
+    )
+
+
 CASES: list[AnyCase] = [
     *summary_cases("resnet50"),
     *summary_cases("vgg16"),
+    filters_case("vgg16", "block5_conv3", 0),
+    stats_case("vgg16"),
     # bench/inproc_activations.py builds ResNet50 in memory, so it needs no bench/models file.
     inproc_case("activations", description="capture every ResNet50 layer output vs a plain model(x), one process",
                 repeat_flag="--runs"),
