@@ -178,16 +178,24 @@ def test_activation_grid_figure_shapes() -> None:
     from matplotlib.figure import Figure
 
     from inspector.render.activations import activation_grid_figure
+    from inspector.render.mosaic import mosaic_image
 
     acts = np.random.default_rng(0).standard_normal((5, 5, 10))
     fig = activation_grid_figure(acts, title="t", shared_scale=True, max_maps=6)
     assert isinstance(fig, Figure)
-    drawn = [ax for ax in fig.axes if ax.images]
-    assert len(drawn) == 6
-    limits = {im.get_clim() for ax in drawn for im in ax.images}
-    assert len(limits) == 1  # shared scale: one colour range
+    image, layout = mosaic_image(fig)
+    # One image holds the 6 maps, raw values, on one shared colour range.
+    np.testing.assert_array_equal(layout.split(image), np.moveaxis(acts[..., :6], -1, 0))
+    (im,) = [im for ax in fig.axes for im in ax.images if im.get_array().shape == image.shape]
+    assert im.get_clim() == (acts[..., :6].min(), acts[..., :6].max())
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == [f"map {m}" for m in range(6)]
     fig = activation_grid_figure(acts, maps=[1, 3])
-    assert len([ax for ax in fig.axes if ax.images]) == 2
+    image, layout = mosaic_image(fig)
+    # Own scale per map: each chosen map min-max stretched to [0, 1] on a copy.
+    chosen = np.moveaxis(acts[..., [1, 3]], -1, 0)
+    lo, hi = chosen.min(axis=(1, 2), keepdims=True), chosen.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(layout.split(image), (chosen - lo) / (hi - lo))
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["map 1", "map 3"]
     assert isinstance(activation_grid_figure(np.arange(7.0)), Figure)  # Dense output: bars
     assert isinstance(activation_grid_figure(np.ones((9, 4))), Figure)  # 1-D maps: lines
 

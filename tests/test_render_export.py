@@ -17,6 +17,7 @@ from inspector.cli import main
 from inspector.export import export_batch, load_npz, parse_formats, save_figure, save_npz
 from inspector.filters import filters_for_map, filters_for_maps
 from inspector.render.filters import plot_filterset, plot_layer, plot_rgb_filters
+from inspector.render.mosaic import MOSAIC_GID, mosaic_image
 
 
 def _pdf_pages(path) -> int:
@@ -25,6 +26,17 @@ def _pdf_pages(path) -> int:
 
 def _axes_titles(fig: Figure) -> list[str]:
     return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+def _tile_labels(fig: Figure) -> list[str]:
+    """First lines of the mosaic's tile labels, in drawing (row-major) order."""
+    (ax,) = [ax for ax in fig.axes if any(im.get_gid() == MOSAIC_GID for im in ax.images)]
+    return [t.get_text().split("\n")[0] for t in ax.texts]
+
+
+def _tiles(fig: Figure) -> np.ndarray:
+    image, layout = mosaic_image(fig)
+    return layout.split(image)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +73,24 @@ def test_filterset_figure_labels_and_paging(model_path, tmp_path) -> None:
     with open_model(model_path) as index:
         fs = filters_for_map("deep", 1, index=index, sort="norm")
         fig = plot_filterset(fs, max_kernels=64)
-        titles = _axes_titles(fig)
-        assert titles == [f"in {c}" for c in fs.input_channels[:64]]
+        assert _tile_labels(fig) == [f"in {c}" for c in fs.input_channels[:64]]
         assert "showing 0-63: 64 of 512 (sorted by norm)" in fig._suptitle.get_text()
+        # One image holds the kernels, in label order, unscaled on the shared symmetric range.
+        assert sum(len(ax.images) for ax in fig.axes) == 1
+        np.testing.assert_array_equal(_tiles(fig), fs.kernels[:64])
+        limit = np.abs(fs.kernels[:64]).max()
+        (im,) = [im for ax in fig.axes for im in ax.images if im.get_gid() == MOSAIC_GID]
+        np.testing.assert_allclose(im.get_clim(), (-limit, limit))
         page2 = plot_filterset(fs, max_kernels=64, page=1)
-        assert _axes_titles(page2) == [f"in {c}" for c in fs.input_channels[64:128]]
+        assert _tile_labels(page2) == [f"in {c}" for c in fs.input_channels[64:128]]
+        np.testing.assert_array_equal(_tiles(page2), fs.kernels[64:128])
+        # Per-kernel scale: each tile is its kernel divided by its own max |w| (on a copy).
+        per = plot_filterset(fs, max_kernels=8, scale="per-kernel")
+        peaks = np.abs(fs.kernels[:8]).reshape(8, -1).max(axis=1)[:, None, None]
+        np.testing.assert_allclose(_tiles(per), fs.kernels[:8] / peaks)
+        assert np.abs(fs.kernels).max() > 1  # random normal kernels: the copy really was rescaled
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert texts[0] == f"in {fs.input_channels[0]}\n‖k‖ {fs.norms[0]:.3g}"
         png = save_figure(fig, tmp_path / "deep1.png", dpi=50)
         from PIL import Image
 
@@ -83,18 +108,24 @@ def test_rgb_layer_dense_figures(model_path) -> None:
     with open_model(model_path) as index:
         sets = filters_for_maps("rgb", None, index=index)
         fig = plot_rgb_filters(sets)
-        images = [ax.images[0].get_array() for ax in fig.axes if ax.images]
-        assert len(images) == 8 and all(im.shape == (3, 3, 3) for im in images)
+        images = _tiles(fig)
+        assert images.shape == (8, 3, 3, 3)
+        assert _tile_labels(fig) == [f"map {j}" for j in range(8)]
         # Symmetric normalisation on a copy: zero maps to grey, kernels themselves untouched.
         k = np.moveaxis(sets[0].kernels, 0, -1)
         np.testing.assert_allclose(images[0], 0.5 + k / (2 * np.abs(k).max()))
         np.testing.assert_array_equal(sets[0].kernels, filters_for_map("rgb", 0, index=index).kernels)
         layer_fig = plot_layer(filters_for_maps("wide", "0-3", index=index), max_channels=4)
         assert "showing 4 of 8 input channels" in layer_fig._suptitle.get_text()
-        assert sum(1 for ax in layer_fig.axes if ax.images) == 4 * 4
+        wide = filters_for_maps("wide", "0-3", index=index)
+        np.testing.assert_array_equal(_tiles(layer_fig).reshape(4, 4, 1, 1),
+                                      np.stack([fs.kernels[:4] for fs in wide]))
+        assert _tile_labels(layer_fig)[:4] == ["in 0", "in 1", "in 2", "in 3"]
         fc = filters_for_map("fc", 0, index=index)
         assert fc.image_kernels().kernels.shape == (2, 4, 4)  # pool output 4×4, 2 maps of 'deep'
-        assert _axes_titles(plot_filterset(fc)) == ["in 0", "in 1"]
+        fc_fig = plot_filterset(fc)
+        assert _tile_labels(fc_fig) == ["in 0", "in 1"]
+        np.testing.assert_array_equal(_tiles(fc_fig), fc.image_kernels().kernels)
 
 
 @pytest.mark.keras

@@ -130,7 +130,7 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
     with left:
         layer = st.selectbox("Layer", layers, key="act_layer")
         cmap = st.selectbox("Colour map", ("viridis", "gray", "magma", "RdBu_r"), key="act_cmap")
-        # One axes per map in the shared renderer: 32 maps keep a rerun near a second.
+        # The shared renderer draws the grid as one mosaic image; labels (≈ 1 ms each) set its cost.
         st.session_state.setdefault("act_cap", 32)
         cap = int(st.select_slider("Maps per grid", (8, 16, 32, 64, 128), key="act_cap"))
         shared = st.toggle("One colour scale for all maps", key="act_shared")

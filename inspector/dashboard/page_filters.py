@@ -50,7 +50,9 @@ def cached_layer_range(key: loading.ModelKey, layer: str) -> float:
 def cached_svg(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
                sort: str | None, norm: str, cmap: str, cap: int, offset: int, rgb: bool) -> bytes:
     view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
-    return views.filter_svg(view.filters, start=offset, cap=cap, norm=norm, cmap=cmap, rgb=view.rgb)
+    layer_range = cached_layer_range(key, layer) if norm == "layer" else None
+    return views.filter_svg(view.filters, start=offset, cap=cap, norm=norm, cmap=cmap, rgb=view.rgb,
+                            layer_range=layer_range)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -132,16 +134,16 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
         st.session_state.setdefault("flt_cap", views.DEFAULT_CAP)
         cap = int(st.select_slider("Kernels per grid", _CAPS, key="flt_cap"))
     with right:
-        n_inputs = _n_inputs(key, layer, j, stage)
+        n_inputs, per_page = _grid_size(key, layer, j, stage, cap)
         offset = 0
-        if n_inputs > cap and not rgb:
-            pages = (n_inputs + cap - 1) // cap
+        if n_inputs > per_page and not rgb:
+            pages = (n_inputs + per_page - 1) // per_page
             st.session_state.setdefault("flt_page", 0)
             if st.session_state["flt_page"] >= pages:
                 st.session_state["flt_page"] = pages - 1
-            page = st.number_input(f"Grid page (1 of {pages} shows kernels 0–{cap - 1})", 0, pages - 1, step=1,
+            page = st.number_input(f"Grid page (1 of {pages} shows kernels 0–{per_page - 1})", 0, pages - 1, step=1,
                                    key="flt_page")
-            offset = int(page) * cap
+            offset = int(page) * per_page
         try:
             view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
         except InspectorError as exc:
@@ -171,10 +173,11 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _n_inputs(key: loading.ModelKey, layer: str, j: int, stage: str | None) -> int:
-    """Kernels in the map's grid before the cap: sets the grid-page range (uses the cached view)."""
+def _grid_size(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap: int) -> tuple[int, int]:
+    """(kernels in the map's grid before the cap, kernels per grid page): sets the grid-page range
+    (uses the cached view)."""
     view = cached_filter_view(key, layer, j, stage, False, None, "map", "RdBu_r", 1, 0, False)
-    return view.filters.n_inputs
+    return view.filters.n_inputs, views.grid_page_size(view.filters, cap)
 
 
 def _downloads(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,

@@ -5,7 +5,9 @@ They draw arrays that :mod:`inspector.activations` / :mod:`inspector.decompose` 
 nothing but display slices, so a figure never disagrees with the saved NPZ.
 
 Display of any spatial rank: 2-D maps as images, 1-D maps as line plots, 3-D maps as their middle
-depth slice (said in the panel title), and Dense outputs (no spatial axes) as bar charts.
+depth slice (said in the title), and Dense outputs (no spatial axes) as bar charts. Grids of 2-D
+maps are one mosaic image (:mod:`.mosaic`), fast enough for the dashboard; line plots and the
+decomposition's columns keep one axes per panel (they need axes: y-scales, per-panel titles).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..decompose import Decomposition
+from .mosaic import mosaic_figure
 
 __all__ = ["activation_grid_figure", "decomposition_figure"]
 
@@ -79,6 +82,11 @@ def activation_grid_figure(acts: np.ndarray, *, title: str | None = None, maps: 
     channels = a.shape[-1]
     chosen = list(range(channels)) if maps is None else [int(m) for m in maps]
     shown = chosen[:max_maps]
+    suffix = f" (first {len(shown)} of {len(chosen)} maps)" if len(shown) < len(chosen) else ""
+    scale = "shared colour scale" if shared_scale else "each map on its own scale (min to max)"
+    if a.ndim - 1 in (2, 3) and shown:
+        return _map_mosaic(a, shown, title=f"{title or 'activations'}{suffix}; {scale}", shared_scale=shared_scale,
+                           cmap=cmap, ncols=ncols, panel=panel)
     cols = ncols or min(len(shown), max(1, math.ceil(math.sqrt(len(shown) * 1.6))))
     rows = max(1, math.ceil(len(shown) / cols))
     fig = Figure(figsize=(cols * panel + 0.8, rows * panel + 0.6), layout="constrained")
@@ -86,20 +94,35 @@ def activation_grid_figure(acts: np.ndarray, *, title: str | None = None, maps: 
     vmin = vmax = None
     if shared_scale and shown:
         vmin, vmax = float(np.min(a[..., shown])), float(np.max(a[..., shown]))
-    image = None
     for k, ax in enumerate(axes.flat):
         if k >= len(shown):
             ax.set_axis_off()
             continue
         m = shown[k]
-        img = _draw(ax, a[..., m], vmin=vmin, vmax=vmax, cmap=cmap, title=f"map {m}")
-        image = img if img is not None else image
-    if shared_scale and image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6)
-    suffix = f" (first {len(shown)} of {len(chosen)} maps)" if len(shown) < len(chosen) else ""
-    scale = "shared colour scale" if shared_scale else "each map on its own scale"
+        _draw(ax, a[..., m], vmin=vmin, vmax=vmax, cmap=cmap, title=f"map {m}")
     fig.suptitle(f"{title or 'activations'}{suffix}; {scale}", fontsize=9)
     return fig
+
+
+def _map_mosaic(a: np.ndarray, shown: list[int], *, title: str, shared_scale: bool, cmap: str,
+                ncols: int | None, panel: float) -> Figure:
+    """2-D (or 3-D: middle depth slice) maps ``shown`` of ``a`` ``(*spatial, C)`` as one mosaic."""
+    tiles = np.moveaxis(np.asarray(a, dtype=np.float64)[..., shown], -1, 0)  # (n, *spatial), a copy
+    if tiles.ndim == 4:
+        mid = tiles.shape[1] // 2
+        tiles = tiles[:, mid]
+        title += f"; 3-D maps: depth slice {mid} of {a.shape[0]}"
+    n, h, w = tiles.shape
+    if shared_scale:
+        vmin, vmax = float(np.nanmin(tiles)), float(np.nanmax(tiles))
+    else:  # each map stretched to [0, 1] on the copy, so a weak map's structure is as visible as a strong one's
+        lo = np.nanmin(tiles.reshape(n, -1), axis=1)[:, None, None]
+        span = np.nanmax(tiles.reshape(n, -1), axis=1)[:, None, None] - lo
+        tiles = np.where(span > 0, (tiles - lo) / np.where(span > 0, span, 1.0), 0.5)
+        vmin, vmax = 0.0, 1.0
+    cols = ncols or min(n, max(1, math.ceil(math.sqrt(n * 1.6 * h / max(w, 1)))))
+    return mosaic_figure(tiles, [f"map {m}" for m in shown], title=title, cols=cols, vmin=vmin, vmax=vmax, cmap=cmap,
+                         colorbar=shared_scale, tile_in=panel * 0.8)
 
 
 def decomposition_figure(dec: Decomposition, *, top: int = 6, cmap: str = "viridis",

@@ -4,6 +4,10 @@ All builders return a :class:`~matplotlib.figure.Figure` (no pyplot) and take an
 draw into. Colours: a diverging map with zero neutral (``RdBu_r``, ``vmin = -vmax``), shared across
 the figure by default so kernels compare directly, or per kernel. Large grids are paged, with a note
 such as "showing 64 of 512 (sorted by norm)".
+
+Grids of 2-D kernels (one map's kernels, RGB filters, a layer's maps × channels, 3-D depth slices)
+are mosaics (:mod:`.mosaic`): one image and plain text labels, fast enough for the dashboard's
+per-map budget, so the CLI, the exports and the dashboard draw with the same functions.
 """
 
 from __future__ import annotations
@@ -14,19 +18,25 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..filters import FilterSet, SortOrder
+from ..filters import ConsumerSlice, FilterSet, SortOrder
 from ..records import LayerKind
 from .common import DIVERGING, Scale, format_number, grid_shape, new_figure, page_range, rgb_image, symmetric_limit
+from .mosaic import mosaic_figure
 
 __all__ = [
     "is_rgb_filterset",
+    "kernel_page",
+    "kernel_tiles",
+    "kernels_per_page",
+    "plot_consumer_slice",
     "plot_filterset",
     "plot_kernel",
     "plot_layer",
     "plot_rgb_filters",
 ]
 
-_CELL = 1.15  # inches per kernel cell: readable for 3×3 and 11×11 alike (imshow scales pixels)
+_TILE_IN = 0.85  # inches per mosaic tile (longer side); labels take the gaps between tiles
+_MAX_VOLUMES = 16  # 3-D kernels per page: each is a row of depth slices
 
 
 def plot_kernel(kernel: np.ndarray, ax: Axes, *, vmax: float | None = None, cmap: str = DIVERGING,
@@ -50,17 +60,6 @@ def plot_kernel(kernel: np.ndarray, ax: Axes, *, vmax: float | None = None, cmap
     return image
 
 
-def _axes_right(fig: Figure, colorbar: bool) -> float:
-    """Right edge of the kernel grid, leaving a fixed 1.1 inch for the colour bar and its labels."""
-    return 1 - (1.1 if colorbar else 0.1) / fig.get_figwidth()
-
-
-def _colorbar(fig: Figure, image: object) -> None:
-    width = fig.get_figwidth()
-    cax = fig.add_axes((1 - 0.85 / width, 0.1, 0.15 / width, 0.6))
-    fig.colorbar(image, cax=cax).ax.tick_params(labelsize=7)  # type: ignore[arg-type]
-
-
 def _title_room(title: str) -> float:
     """Inches to keep free above the axes for a suptitle of this many lines."""
     return 0.3 + 0.2 * (title.count("\n") + 1)
@@ -81,11 +80,34 @@ def _title(fs: FilterSet, shown: int, start: int) -> str:
     return f"{what}\n{line2}"
 
 
+def kernels_per_page(fs: FilterSet, max_kernels: int = 64) -> int:
+    """How many kernels one page of :func:`plot_filterset` holds: ``max_kernels``, but at most 16
+    3-D kernels (each is a whole row of depth slices)."""
+    return max(1, max_kernels if fs.kernels.ndim - 1 != 3 else min(max_kernels, _MAX_VOLUMES))
+
+
+def kernel_page(fs: FilterSet, max_kernels: int = 64, page: int = 0) -> tuple[int, int]:
+    """[start, stop) of the kernels :func:`plot_filterset` draws for ``page`` (clamped to the last
+    page). Callers use it to say which channels are shown."""
+    return page_range(fs.n_inputs, kernels_per_page(fs, max_kernels), page)
+
+
+def _scale_note(scale: Scale, vmax: float | None) -> str:
+    if scale is Scale.PER_KERNEL:
+        return "each kernel on its own scale (±1 = its max |w|)"
+    return f"shared scale ±{format_number(vmax)}"
+
+
 def plot_filterset(fs: FilterSet, *, fig: Figure | None = None, scale: str = Scale.SHARED,
                    max_kernels: int = 64, page: int = 0, cols: int | None = None, cmap: str = DIVERGING,
-                   as_image: bool = True, dpi: float = 100) -> Figure:
-    """The kernels feeding one map, one cell per input channel, labelled ``in c`` with its norm.
+                   as_image: bool = True, vmax: float | None = None, show_norms: bool = True,
+                   dpi: float = 100) -> Figure:
+    """The kernels feeding one map, one tile per input channel, labelled ``in c`` with its norm.
 
+    2-D kernels are one mosaic image (see :mod:`.mosaic`); ``scale`` shared draws the values on one
+    symmetric range (``vmax`` fixes it, e.g. to the layer's max |w| so maps compare), per-kernel
+    divides each kernel by its own max |w| on a copy. ``show_norms=False`` drops the norm line (the
+    dashboard lists norms in a table; each label costs about 1 ms to draw).
     Dense columns that read a flattened image are drawn as one image per producer map
     (``as_image``); other Dense columns as a weight-per-input line. 1-D kernels are strips, 3-D
     kernels one row of depth slices per input channel.
@@ -96,34 +118,34 @@ def plot_filterset(fs: FilterSet, *, fig: Figure | None = None, scale: str = Sca
     rank = fs.kernels.ndim - 1
     if rank == 0:
         return _plot_column(fs, fig=fig, dpi=dpi)
-    per_page = max_kernels if rank != 3 else min(max_kernels, 16)
-    start, stop = page_range(fs.n_inputs, per_page, page)
+    start, stop = kernel_page(fs, max_kernels, page)
     kernels, channels = fs.kernels[start:stop], fs.input_channels[start:stop]
     norms = fs.norms[start:stop]
-    shared = symmetric_limit(kernels) if scale is Scale.SHARED else None
+    if scale is Scale.SHARED:
+        shared: float | None = symmetric_limit(kernels) if vmax is None else float(vmax)
+    else:
+        shared = None
     title = _title(fs, len(kernels), start)
     if rank == 1:
         return _plot_strips(fs, kernels, channels, norms, shared, title, fig=fig, cmap=cmap, dpi=dpi)
+    title += f" · {_scale_note(scale, shared)}"
+    labels = [f"in {c}" for c in channels]
+    sublabels = [f"‖k‖ {format_number(v)}" for v in norms] if show_norms else None
     if rank == 3:
-        return _plot_volumes(kernels, channels, norms, shared, title, fig=fig, cmap=cmap, dpi=dpi)
-    kh, kw = kernels.shape[1:]
-    rows, ncols = grid_shape(len(kernels), cols, aspect=kw / kh)
-    cell_h = _CELL * min(max(kh / kw, 0.4), 2.5)
-    fig = new_figure(fig, ncols * _CELL + 1.4, rows * (cell_h + 0.3) + 1.0, dpi)
-    axes = fig.subplots(rows, ncols, squeeze=False)
-    image = None
-    for n, ax in enumerate(axes.flat):
-        if n >= len(kernels):
-            ax.set_axis_off()
-            continue
-        image = plot_kernel(kernels[n], ax, vmax=shared, cmap=cmap, title=f"in {channels[n]}",
-                            xlabel=f"‖k‖ {format_number(norms[n])}")
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.03, right=_axes_right(fig, shared is not None),
-                        top=1 - _title_room(title) / fig.get_figheight(), bottom=0.02, wspace=0.25, hspace=0.6)
-    if shared is not None and image is not None:
-        _colorbar(fig, image)
-    return fig
+        return _plot_volumes(kernels, labels, sublabels, shared, title, fig=fig, cmap=cmap, dpi=dpi)
+    tiles = kernels if shared is not None else _per_tile(kernels)
+    if cols is None:
+        cols = grid_shape(len(kernels), None, aspect=kernels.shape[2] / kernels.shape[1])[1]
+    v = shared if shared is not None else 1.0
+    return mosaic_figure(tiles, labels, sublabels=sublabels, title=title, cols=cols, vmin=-v, vmax=v, cmap=cmap,
+                         colorbar=shared is not None, tile_in=_TILE_IN, fig=fig, dpi=dpi)
+
+
+def _per_tile(tiles: np.ndarray) -> np.ndarray:
+    """Each tile divided by its own max |value| (zero tiles stay zero), on a copy."""
+    peak = np.abs(tiles).reshape(len(tiles), -1).max(axis=1) if len(tiles) else np.zeros(0)
+    peak = np.where(peak > 0, peak, 1.0)
+    return tiles / peak.reshape((-1,) + (1,) * (tiles.ndim - 1))
 
 
 def _plot_strips(fs: FilterSet, kernels: np.ndarray, channels: np.ndarray, norms: np.ndarray,
@@ -149,24 +171,16 @@ def _plot_strips(fs: FilterSet, kernels: np.ndarray, channels: np.ndarray, norms
     return fig
 
 
-def _plot_volumes(kernels: np.ndarray, channels: np.ndarray, norms: np.ndarray, shared: float | None,
+def _plot_volumes(kernels: np.ndarray, labels: list[str], sublabels: list[str] | None, shared: float | None,
                   title: str, *, fig: Figure | None, cmap: str, dpi: float) -> Figure:
-    n, depth = kernels.shape[:2]
-    fig = new_figure(fig, depth * _CELL + 1.8, n * (_CELL + 0.2) + 1.0, dpi)
-    axes = fig.subplots(n, depth, squeeze=False)
-    image = None
-    for r in range(n):
-        vmax = shared if shared is not None else symmetric_limit(kernels[r])
-        for z in range(depth):
-            image = plot_kernel(kernels[r, z], axes[r, z], vmax=vmax, cmap=cmap,
-                                title=f"depth {z}" if r == 0 else None)
-        axes[r, 0].set_ylabel(f"in {channels[r]}\n‖k‖ {format_number(norms[r])}", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.12, right=_axes_right(fig, shared is not None),
-                        top=1 - _title_room(title) / fig.get_figheight(), bottom=0.02, wspace=0.15, hspace=0.3)
-    if shared is not None and image is not None:
-        _colorbar(fig, image)
-    return fig
+    """3-D kernels as a mosaic: one row of depth slices per input channel, the channel left of it."""
+    n, depth, kh, kw = kernels.shape
+    tiles = (kernels if shared is not None else _per_tile(kernels)).reshape(n * depth, kh, kw)
+    row_labels = [f"{lab}\n{sub}" if sublabels else lab for lab, sub in zip(labels, sublabels or labels, strict=True)]
+    depth_labels = [f"depth {z}" if r == 0 else "" for r in range(n) for z in range(depth)]
+    v = shared if shared is not None else 1.0
+    return mosaic_figure(tiles, depth_labels, title=title, cols=depth, vmin=-v, vmax=v, cmap=cmap,
+                         colorbar=shared is not None, tile_in=_TILE_IN, row_labels=row_labels, fig=fig, dpi=dpi)
 
 
 def _plot_column(fs: FilterSet, *, fig: Figure | None, dpi: float) -> Figure:
@@ -211,21 +225,15 @@ def plot_rgb_filters(sets: Sequence[FilterSet], *, fig: Figure | None = None, co
         raise SelectionError("RGB display needs 2-D kernels reading exactly 3 input channels; accepted: a first "
                              "conv layer on an RGB input. Received: "
                              f"{[tuple(fs.kernels.shape) for fs in sets[:3]]}")
-    rows, ncols = grid_shape(len(sets), cols)
-    fig = new_figure(fig, max(ncols * 0.9 + 0.5, 4.0), rows * 1.05 + 1.0, dpi)
-    axes = fig.subplots(rows, ncols, squeeze=False)
-    for n, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if n < len(sets):
-            fs = sets[n]
-            ax.imshow(rgb_image(np.moveaxis(fs.kernels, 0, -1), normalize), interpolation="nearest")
-            ax.set_title(f"map {fs.map_index}", fontsize=6, pad=1)
+    tiles = np.stack([rgb_image(np.moveaxis(fs.kernels, 0, -1), normalize) for fs in sets])
+    ncols = grid_shape(len(sets), cols)[1]
     first = sets[0]
-    fig.suptitle(f"{first.layer_path} · {len(sets)} RGB filters · {'×'.join(map(str, first.spatial_shape))}\n"
-                 f"colour = input channels 0/1/2 ({normalize} normalisation)", fontsize=8)
-    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.75 / fig.get_figheight(), bottom=0.02,
-                        wspace=0.1, hspace=0.35)
-    return fig
+    title = (f"{first.layer_path} · {len(sets)} RGB filter{'s' if len(sets) != 1 else ''} · "
+             f"{'×'.join(map(str, first.spatial_shape))}\ncolour = input channels 0/1/2 ({normalize} normalisation)")
+    # A single filter gets a big tile: it is the whole figure (the dashboard's RGB view of one map).
+    tile_in = 2.0 if len(sets) == 1 else 0.8
+    return mosaic_figure(tiles, [f"map {fs.map_index}" for fs in sets], title=title, cols=ncols,
+                         tile_in=tile_in, fig=fig, dpi=dpi)
 
 
 def plot_layer(sets: Sequence[FilterSet], *, fig: Figure | None = None, max_maps: int = 16,
@@ -254,23 +262,20 @@ def plot_layer(sets: Sequence[FilterSet], *, fig: Figure | None = None, max_maps
     shared = symmetric_limit(*stack) if scale is Scale.SHARED else None
     same_channels = all(np.array_equal(fs.input_channels[:shown_in], first.input_channels[:shown_in])
                         for fs in sets)
-    rows, cols = len(sets), shown_in
-    fig = new_figure(fig, cols * 0.75 + 1.6, rows * 0.8 + 1.2, dpi)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    image = None
+    kshape = first.kernels.shape[1:]
+    if len(kshape) == 3:  # 3-D kernels: middle depth slice in the overview
+        kshape = kshape[1:]
+    # One row per map; a map reading fewer channels leaves blank (NaN) tiles at the end of its row.
+    tiles = np.full((len(sets), shown_in, *kshape), np.nan)
+    labels: list[str] = []
     for r, fs in enumerate(sets):
-        vmax = shared if shared is not None else symmetric_limit(fs.kernels)
-        for c in range(cols):
-            ax = axes[r, c]
-            if c >= fs.n_inputs:
-                ax.set_axis_off()
-                continue
-            k = fs.kernels[c]
-            if k.ndim == 3:
-                k = k[k.shape[0] // 2]  # 3-D kernels: middle depth slice in the overview
-            label = f"in {fs.input_channels[c]}" if (r == 0 or not same_channels) else None
-            image = plot_kernel(k, ax, vmax=vmax, cmap=cmap, title=label, fontsize=6)
-        axes[r, 0].set_ylabel(f"map {fs.map_index}\nb {format_number(fs.bias)}", fontsize=6)
+        k = fs.kernels[:shown_in]
+        if k.ndim == 4:
+            k = k[:, k.shape[1] // 2]
+        tiles[r, : len(k)] = k if shared is not None else k / symmetric_limit(fs.kernels)  # one scale per map
+        labels += [f"in {fs.input_channels[c]}" if c < fs.n_inputs and (r == 0 or not same_channels) else ""
+                   for c in range(shown_in)]
+    v = shared if shared is not None else 1.0
     notes = []
     if total_maps > len(sets):
         notes.append(f"showing maps {sets[0].map_index}-{sets[-1].map_index}: {len(sets)} of {total_maps}")
@@ -279,13 +284,15 @@ def plot_layer(sets: Sequence[FilterSet], *, fig: Figure | None = None, max_maps
         notes.append(f"showing {shown_in} of {n_in} input channels ({order})")
     if first.kernels.ndim == 4:
         notes.append("3-D kernels: middle depth slice")
-    fig.suptitle(f"{first.layer_path} · {first.class_name or first.kind} · {first.stage} · maps × input channels"
-                 + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=8)
-    fig.subplots_adjust(left=0.08, right=_axes_right(fig, shared is not None), top=1 - 0.7 / fig.get_figheight(),
-                        bottom=0.02, wspace=0.15, hspace=0.35)
-    if shared is not None and image is not None:
-        _colorbar(fig, image)
-    return fig
+    scale_note = _scale_note(Scale.SHARED, shared) if shared is not None else "each map on its own scale"
+    title = (f"{first.layer_path} · {first.class_name or first.kind} · {first.stage} · maps × input channels · "
+             f"{scale_note}" + (f"\n{'; '.join(notes)}" if notes else ""))
+    tiles = tiles.reshape(len(sets) * shown_in, *kshape)
+    if tiles.ndim == 2:  # 1-D kernels: each a one-row tile
+        tiles = tiles[:, None, :]
+    return mosaic_figure(tiles, labels, title=title, cols=shown_in, vmin=-v, vmax=v, cmap=cmap,
+                         colorbar=shared is not None, tile_in=0.6, fig=fig, dpi=dpi,
+                         row_labels=[f"map {fs.map_index}\nb {format_number(fs.bias)}" for fs in sets])
 
 
 def _plot_dense_matrix(sets: Sequence[FilterSet], total: int, *, fig: Figure | None, cmap: str,
@@ -302,3 +309,33 @@ def _plot_dense_matrix(sets: Sequence[FilterSet], total: int, *, fig: Figure | N
     note = f" (showing {len(sets)} of {total} units)" if total > len(sets) else ""
     fig.suptitle(f"{sets[0].layer_path} · Dense kernel{note}", fontsize=9)
     return fig
+
+
+def kernel_tiles(kernels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """2-D tiles ``(n, h, w)`` from kernels ``(n, *spatial)`` of any rank, and a note when 3-D kernels
+    were cut to their centre depth slice (1-D kernels become one-row tiles)."""
+    k = np.asarray(kernels)
+    if k.ndim == 1:  # one value per kernel (a Dense column)
+        return k.reshape(-1, 1, 1), None
+    if k.ndim == 2:
+        return k[:, None, :], None
+    if k.ndim == 3:
+        return k, None
+    mid = k.shape[1] // 2
+    return k[:, mid], f"3-D kernels: centre depth slice {mid} of {k.shape[1]} shown"
+
+
+def plot_consumer_slice(sl: ConsumerSlice, *, source: str, max_kernels: int = 64, cmap: str = DIVERGING,
+                        fig: Figure | None = None, dpi: float = 100) -> Figure:
+    """The kernels through which one map (``source``, e.g. ``"conv1 map 3"``) reaches each output map
+    of a later layer, strongest first, labelled ``→m`` by output map, on one shared scale."""
+    order = np.argsort(-sl.norms, kind="stable")[:max_kernels]
+    tiles, note = kernel_tiles(sl.kernels[order])
+    v = symmetric_limit(tiles)
+    total = len(sl.output_maps)
+    more = f", the {len(order)} strongest of {total}" if len(order) < total else ""
+    title = (f"{sl.consumer_path}: kernels reading {source} (input channel {sl.input_channel}){more}, "
+             f"labelled by output map · shared scale ±{format_number(v)}" + (f"; {note}" if note else ""))
+    return mosaic_figure(tiles, [f"→{int(sl.output_maps[o])}" for o in order], title=title, vmin=-v, vmax=v,
+                         cmap=cmap, cols=grid_shape(len(tiles), None, aspect=tiles.shape[2] / tiles.shape[1])[1],
+                         tile_in=_TILE_IN, fig=fig, dpi=dpi)
