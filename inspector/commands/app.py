@@ -24,8 +24,18 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="a model file or SavedModel folder (default: the bundled digits_cnn.keras sample)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--headless", action="store_true", help="do not open a browser window")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: the app reads local files, so it is not "
+                             "exposed to the network unless you ask)")
     parser.add_argument("--max-upload-mb", type=int, default=None,
                         help="largest model upload accepted, in MB (default 1024)")
+
+
+def _has_display() -> bool:
+    """Whether a browser window can open here (no point trying on a headless Linux box or in CI)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
 
 def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
@@ -46,8 +56,12 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.port", str(args.port),
-        "--server.headless", "true" if args.headless else "false",
+        # An explicit address also stops Streamlit from looking up the machine's external IP online.
+        "--server.address", str(getattr(args, "address", "127.0.0.1")),
+        "--server.headless", "true" if args.headless or not _has_display() else "false",
         "--browser.gatherUsageStats", "false",
+        # Streamlit's first-run email prompt would block `make app` on a fresh machine waiting for input.
+        "--server.showEmailPrompt", "false",
         "--client.toolbarMode", "minimal",
         "--server.maxUploadSize", str(upload_mb or 1024),
     ]
