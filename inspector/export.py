@@ -1,12 +1,14 @@
 """Writing filters out: figures (PNG/SVG/PDF), arrays (NPZ), multi-page PDFs, batch export + manifest.
 
-NPZ layout (one file per layer and stage; maps stacked on the first axis):
+NPZ layout (one file per layer and stage). One map, the layout ``inspector filters --npz`` promises:
 
-    kernels         (n_maps, n_inputs_seen, *spatial) float64
-    input_channels  (n_maps, n_inputs_seen) int64
-    bias            (n_maps,) float64, NaN where the map has no bias
-    maps            (n_maps,) int64
-    layer, kind, stage, source, class_name: 0-d str;  bn_folded (n_maps,) bool;  sorted_by: 0-d str
+    kernels         (n_inputs_seen, *spatial) float64
+    input_channels  (n_inputs_seen,) int64
+    bias            () float64, NaN when the layer has no bias
+    maps            () int64, the output map
+    layer, kind, stage, source, class_name, sorted_by: 0-d str;  bn_folded: 0-d bool
+
+Several maps (batch export of a layer): the same arrays with a leading ``n_maps`` axis.
 
 :func:`load_npz` turns such a file back into FilterSets.
 """
@@ -113,13 +115,20 @@ def save_npz(sets: FilterSet | Sequence[FilterSet], path: str | os.PathLike[str]
                              f"Received: {sorted({(fs.layer_path, fs.stage) for fs in items})}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # One map keeps the documented layout as is: kernels (n_inputs_seen, *spatial), input_channels (n,),
+    # bias and map as scalars. Several maps are stacked along a new leading axis.
+    single = isinstance(sets, FilterSet) or len(items) == 1
+
+    def stack(values: list[Any], dtype: Any = None) -> np.ndarray:
+        return np.asarray(values[0], dtype=dtype) if single else np.stack([np.asarray(v, dtype=dtype) for v in values])
+
     np.savez(
         out,
-        kernels=np.stack([fs.kernels for fs in items]),
-        input_channels=np.stack([fs.input_channels for fs in items]),
-        bias=np.array([np.nan if fs.bias is None else fs.bias for fs in items], dtype=np.float64),
-        maps=np.array([fs.map_index for fs in items], dtype=np.int64),
-        bn_folded=np.array([fs.bn_folded for fs in items], dtype=bool),
+        kernels=stack([fs.kernels for fs in items]),
+        input_channels=stack([fs.input_channels for fs in items]),
+        bias=stack([np.nan if fs.bias is None else fs.bias for fs in items], np.float64),
+        maps=stack([fs.map_index for fs in items], np.int64),
+        bn_folded=stack([fs.bn_folded for fs in items], bool),
         layer=np.str_(first.layer_path),
         kind=np.str_(first.kind),
         stage=np.str_(first.stage),
@@ -135,13 +144,15 @@ def load_npz(path: str | os.PathLike[str]) -> list[FilterSet]:
     """FilterSets back from :func:`save_npz` (bias NaN → None)."""
     with np.load(path, allow_pickle=False) as data:
         kernels, channels, bias = data["kernels"], data["input_channels"], data["bias"]
+        if data["maps"].ndim == 0:  # a single map, saved without the leading map axis
+            kernels, channels, bias = kernels[None], channels[None], bias[None]
         return [
             FilterSet(layer_path=str(data["layer"]), kind=LayerKind(str(data["kind"])), map_index=int(m),
                       kernels=kernels[n], input_channels=channels[n],
                       bias=None if np.isnan(bias[n]) else float(bias[n]), stage=str(data["stage"]),
-                      bn_folded=bool(data["bn_folded"][n]), class_name=str(data["class_name"]) or None,
+                      bn_folded=bool(np.atleast_1d(data["bn_folded"])[n]), class_name=str(data["class_name"]) or None,
                       n_inputs_total=int(data["n_inputs_total"]), sorted_by=str(data["sorted_by"]))
-            for n, m in enumerate(data["maps"])
+            for n, m in enumerate(np.atleast_1d(data["maps"]))
         ]
 
 

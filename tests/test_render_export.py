@@ -186,6 +186,10 @@ def test_cli_filters_and_export(model_path, tmp_path, capsys) -> None:
     assert main(["filters", str(model_path), "deep", "0", "-o", str(png), "--dpi", "40", "--fold-bn",
                  "--sort", "norm", "--npz", str(tmp_path / "f.npz")]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and load_npz(tmp_path / "f.npz")[0].bn_folded
+    with np.load(tmp_path / "f.npz") as raw:  # the layout the CLI documents for one map
+        assert raw["kernels"].shape == (512, 3, 3) and raw["input_channels"].shape == (512,)
+        assert raw["bias"].shape == () and int(raw["maps"]) == 0
+        assert sorted(raw["input_channels"].tolist()) == list(range(512))  # sorted by norm, all channels
     pdf = tmp_path / "maps.pdf"
     assert main(["filters", str(model_path), "wide", "0-2", "-o", str(pdf)]) == 0
     assert _pdf_pages(pdf) == 3
