@@ -72,7 +72,19 @@ def _keras3_only(model: Any) -> Any:
     return model
 
 
+def _require_keras() -> None:
+    """Running a model needs Keras and its TensorFlow backend: the optional 'run' extra."""
+    import importlib.util
+
+    from .errors import missing_dependency
+
+    for module in ("keras", "tensorflow"):
+        if importlib.util.find_spec(module) is None:
+            raise missing_dependency(module, "run", "running the model (activations, decomposition)")
+
+
 def _from_index(index: ModelIndex, safe_mode: bool) -> Any:
+    _require_keras()
     if index.format is ModelFormat.IN_MEMORY and index.keras_model is not None:
         return _keras3_only(index.keras_model)
     if not index.has_architecture or index.model_config is None:

@@ -62,3 +62,20 @@ def test_no_command_prints_help_and_fails() -> None:
     result = subprocess.run([sys.executable, "-m", "inspector"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "summary" in result.stdout
+
+
+def test_running_without_keras_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only the core installed, forward passes fail in one line that says which extra to install."""
+    import importlib.util
+
+    from inspector.errors import MissingDependencyError
+    from inspector.runtime import load_runnable
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("keras", "tensorflow") else real_find_spec(name, *a))
+    with inspector.open_model(REPO / "sample_models" / "digits_cnn.keras") as index, \
+            pytest.raises(MissingDependencyError) as info:
+        load_runnable(index)
+    assert "pip install 'filter-inspector[run]'" in str(info.value)
+    assert isinstance(info.value, ImportError)
