@@ -46,7 +46,8 @@ class InspectorError(Exception):
     """Base class of every error filter-inspector raises on purpose."""
 
     def __str__(self) -> str:  # one line, always: messages are shown in CLIs and dashboards
-        return " ".join(super().__str__().split())
+        # Exception.__str__, not super(): KeyError subclasses would otherwise quote the message.
+        return " ".join(Exception.__str__(self).split())
 
 
 class ModelFormatError(InspectorError, ValueError):
@@ -75,9 +76,6 @@ class MissingDependencyError(InspectorError, ImportError):
 
 class LayerNotFoundError(InspectorError, KeyError):
     """No layer has the requested path."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return InspectorError.__str__(self)
 
 
 class NotAFilterLayerError(InspectorError, ValueError):

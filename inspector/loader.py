@@ -55,7 +55,7 @@ def _open_hdf5(path: str) -> ModelIndex:
         f"{ACCEPTED_FORMATS}. Received: {path}")
 
 
-def open_model(source: str | os.PathLike[str] | Any, **options: Any) -> ModelIndex:
+def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
     """Index a model file, SavedModel directory or in-memory ``keras.Model``.
 
     Reads only metadata: weight bytes are read when a :class:`~inspector.records.TensorRef` is read.
