@@ -189,7 +189,8 @@ def index_without_graph(src: H5Source, warnings: list[str], subclassed: bool = F
         records.append(weights_only_record(label, class_hint, raws))
         order.append(min((r.offset for r in raws if r.offset is not None), default=len(order)))
     if len(order) == len(records) and all(o is not None for o in order):
-        # h5py lists groups alphabetically; Keras writes data in model order, so offsets give that order.
+        # h5py lists groups alphabetically; data offsets follow Keras's write (model) order closely, though
+        # not always exactly (HDF5 may place a dataset after later ones): the best order the file offers.
         records = [r for _, _, r in sorted(zip(order, range(len(records)), records, strict=True),
                                             key=lambda t: (t[0], t[1]))]
     if subclassed:
