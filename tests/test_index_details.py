@@ -120,14 +120,60 @@ def test_keras_without_name_attributes(tmp_path: Path) -> None:
         np.testing.assert_array_equal(index.layer("dw").kernel.read(), model.get_layer("dw").kernel.numpy())
 
 
-def test_reading_a_slice_reads_only_that_slice(tmp_path: Path) -> None:
+def test_reading_a_slice_reads_only_that_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice is copied out of a memory map of the tensor's bytes; the whole tensor is never read for it.
+
+    Every path that moves tensor bytes is instrumented: ``np.fromfile`` (whole-tensor reads) records
+    the bytes it returns, ``np.memmap`` records the region it maps and the bytes copied out of it, and
+    h5py dataset reads are refused outright.
+    """
     model = _small_cnn()
     model.save(tmp_path / "m.keras")
+    truth = model.get_layer("conv_a").kernel.numpy()
+    whole_reads: list[int] = []  # bytes returned by np.fromfile
+    maps: list[tuple[int, ...]] = []  # shapes of the regions mapped
+    copied: list[int] = []  # bytes taken out of a map
+    real_fromfile, real_memmap = np.fromfile, np.memmap
+
+    def counting_fromfile(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = real_fromfile(*args, **kwargs)
+        whole_reads.append(out.nbytes)
+        return out
+
+    class CountingMap:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._mapped = real_memmap(*args, **kwargs)
+            maps.append(tuple(self._mapped.shape))
+
+        def __getitem__(self, index: Any) -> Any:
+            part = self._mapped[index]
+            copied.append(np.asarray(part).nbytes)
+            return part
+
+    def refuse_h5py(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("tensor bytes read through h5py")
+
     with inspector.open_model(tmp_path / "m.keras") as index:
         kernel = index.layer("conv_a").kernel
+        assert kernel.shape == truth.shape == (3, 3, 3, 4)
+        monkeypatch.setattr(np, "fromfile", counting_fromfile)
+        monkeypatch.setattr(np, "memmap", CountingMap)
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", refuse_h5py)
+
+        part = kernel.read((..., 2))
+        np.testing.assert_array_equal(part, truth[..., 2])
+        assert whole_reads == []  # no whole-tensor read for a slice
+        assert maps == [truth.shape]  # only this tensor's own bytes were mapped
+        assert copied == [truth[..., 2].nbytes] and copied[0] < truth.nbytes  # 1 of 4 maps: 108 of 432 bytes
+
+        rows = kernel.read((slice(0, 2), 1))
+        np.testing.assert_array_equal(rows, truth[0:2, 1])
+        assert whole_reads == [] and copied[1:] == [truth[0:2, 1].nbytes] and copied[1] < truth.nbytes
+
+        # The whole tensor, by contrast, is one plain read of exactly its bytes.
         full = kernel.read()
-        np.testing.assert_array_equal(kernel.read((..., 2)), full[..., 2])
-        np.testing.assert_array_equal(kernel.read((slice(0, 2), 1)), full[0:2, 1])
+        np.testing.assert_array_equal(full, truth)
+        assert whole_reads == [truth.nbytes] and len(copied) == 2
 
 
 def test_model_file_is_never_modified(tmp_path: Path) -> None:

@@ -84,11 +84,15 @@ def test_filterset_figure_labels_and_paging(model_path, tmp_path) -> None:
         page2 = plot_filterset(fs, max_kernels=64, page=1)
         assert _tile_labels(page2) == [f"in {c}" for c in fs.input_channels[64:128]]
         np.testing.assert_array_equal(_tiles(page2), fs.kernels[64:128])
-        # Per-kernel scale: each tile is its kernel divided by its own max |w| (on a copy).
+        # Per-kernel scale: each tile is its kernel divided by its own max |w|, on a copy.
+        before = fs.kernels.copy()
         per = plot_filterset(fs, max_kernels=8, scale="per-kernel")
-        peaks = np.abs(fs.kernels[:8]).reshape(8, -1).max(axis=1)[:, None, None]
-        np.testing.assert_allclose(_tiles(per), fs.kernels[:8] / peaks)
-        assert np.abs(fs.kernels).max() > 1  # random normal kernels: the copy really was rescaled
+        np.testing.assert_array_equal(fs.kernels, before)  # the FilterSet's own kernels are untouched
+        peaks = np.abs(before[:8]).reshape(8, -1).max(axis=1)
+        assert not np.allclose(peaks, 1)  # random normal kernels: dividing by the peak really changes them
+        drawn = _tiles(per)
+        np.testing.assert_allclose(drawn, before[:8] / peaks[:, None, None])
+        np.testing.assert_allclose(np.abs(drawn).reshape(8, -1).max(axis=1), 1.0)  # each tile peaks at ±1
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert texts[0] == f"in {fs.input_channels[0]}\n‖k‖ {fs.norms[0]:.3g}"
         png = save_figure(fig, tmp_path / "deep1.png", dpi=50)
@@ -107,14 +111,23 @@ def test_filterset_figure_labels_and_paging(model_path, tmp_path) -> None:
 def test_rgb_layer_dense_figures(model_path) -> None:
     with open_model(model_path) as index:
         sets = filters_for_maps("rgb", None, index=index)
+        before = [fs.kernels.copy() for fs in sets]
+        assert len(before) == 8
         fig = plot_rgb_filters(sets)
         images = _tiles(fig)
         assert images.shape == (8, 3, 3, 3)
         assert _tile_labels(fig) == [f"map {j}" for j in range(8)]
-        # Symmetric normalisation on a copy: zero maps to grey, kernels themselves untouched.
-        k = np.moveaxis(sets[0].kernels, 0, -1)
-        np.testing.assert_allclose(images[0], 0.5 + k / (2 * np.abs(k).max()))
-        np.testing.assert_array_equal(sets[0].kernels, filters_for_map("rgb", 0, index=index).kernels)
+        # Symmetric normalisation on a copy: the FilterSets' kernels are unchanged by plotting ...
+        for fs, k0 in zip(sets, before, strict=True):
+            np.testing.assert_array_equal(fs.kernels, k0)
+        np.testing.assert_array_equal(before[0], filters_for_map("rgb", 0, index=index).kernels)
+        # ... and what was drawn is each kernel mapped into [0, 1] with zero at grey.
+        for image, k0 in zip(images, before, strict=True):
+            k = np.moveaxis(k0, 0, -1)
+            np.testing.assert_allclose(image, 0.5 + k / (2 * np.abs(k).max()), rtol=1e-6)
+            assert image.min() >= 0 and image.max() <= 1
+            assert min(image.min(), 1 - image.max()) == pytest.approx(0, abs=1e-6)  # the peak reaches 0 or 1
+        assert np.abs(np.stack(before)).max() > 1  # raw values lie outside [0, 1]: drawing really rescaled
         layer_fig = plot_layer(filters_for_maps("wide", "0-3", index=index), max_channels=4)
         assert "showing 4 of 8 input channels" in layer_fig._suptitle.get_text()
         wide = filters_for_maps("wide", "0-3", index=index)
@@ -189,7 +202,19 @@ def test_cli_filters_and_export(model_path, tmp_path, capsys) -> None:
     with np.load(tmp_path / "f.npz") as raw:  # the layout the CLI documents for one map
         assert raw["kernels"].shape == (512, 3, 3) and raw["input_channels"].shape == (512,)
         assert raw["bias"].shape == () and int(raw["maps"]) == 0
-        assert sorted(raw["input_channels"].tolist()) == list(range(512))  # sorted by norm, all channels
+        channels = raw["input_channels"]
+        assert sorted(channels.tolist()) == list(range(512))  # all channels, each once
+        # Sorted by norm, strongest first: the norms computed here from the saved kernels never increase,
+        # and random kernels make that order differ from the plain channel order.
+        norms = np.linalg.norm(raw["kernels"].reshape(512, -1), axis=1)
+        assert np.all(np.diff(norms) <= 0), norms
+        assert channels.tolist() != list(range(512))
+        assert str(raw["sorted_by"]) == "norm"
+    # Each saved kernel is the one of its labelled channel (the unsorted, folded set reindexed).
+    with open_model(model_path) as index:
+        plain = filters_for_map("deep", 0, index=index, fold_bn=True)
+    assert plain.input_channels.tolist() == list(range(512))
+    np.testing.assert_allclose(load_npz(tmp_path / "f.npz")[0].kernels, plain.kernels[channels], rtol=1e-6)
     pdf = tmp_path / "maps.pdf"
     assert main(["filters", str(model_path), "wide", "0-2", "-o", str(pdf)]) == 0
     assert _pdf_pages(pdf) == 3
@@ -230,7 +255,9 @@ def test_parse_formats() -> None:
 def test_no_tensorflow_import() -> None:
     code = ("import sys, inspector.filters, inspector.selectors, inspector.render, inspector.render.filters, "
             "inspector.export, inspector.commands.filters, inspector.commands.export; "
-            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+            "import json; heavy = ('matplotlib.pyplot', 'tensorflow', 'keras'); "
+            "print(json.dumps({m: m in sys.modules for m in heavy}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "matplotlib.pyplot" not in result.stdout
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded == {"matplotlib.pyplot": False, "tensorflow": False, "keras": False}, loaded

@@ -57,6 +57,22 @@ def _build() -> Any:
     k[..., 4] = k[..., 1]
     k[..., 5] = -k[..., 0]
     model.get_layer("c1").set_weights([k, b])
+    # Planted duplicates where random kernels have none, so every layer's duplicate search has pairs to
+    # find. g (2 groups of 3 maps): map 1 = 2 × map 0 and map 5 = -0.5 × map 3 inside a group; map 4 copies
+    # map 0's numbers across groups, which reads other inputs and so is no duplicate (similarity 0).
+    k, b = model.get_layer("g").get_weights()
+    k[..., 1] = 2.0 * k[..., 0]
+    k[..., 5] = -0.5 * k[..., 3]
+    k[..., 4] = k[..., 0]
+    model.get_layer("g").set_weights([k, b])
+    # tr (transposed: maps on axis -2): map 2 = sign-flipped map 0.
+    k, b = model.get_layer("tr").get_weights()
+    k[..., 2, :] = -k[..., 0, :]
+    model.get_layer("tr").set_weights([k, b])
+    # sep: pointwise column 3 = 3 × column 1, so effective map 3 = 3 × effective map 1.
+    d, pw, b = model.get_layer("sep").get_weights()
+    pw[..., 3] = 3.0 * pw[..., 1]
+    model.get_layer("sep").set_weights([d, pw, b])
     # NaN / Inf planted in nanfc: 3 NaN, 2 +Inf, 1 -Inf, and map 1 entirely NaN.
     k, b = model.get_layer("nanfc").get_weights()
     k[0, 0] = k[2, 0] = np.nan
@@ -207,18 +223,23 @@ def test_map_norms_matrix_and_similarity_equal_numpy(saved: dict[str, Any], name
     np.testing.assert_allclose(h.map_norms, np.linalg.norm(vecs, axis=1), rtol=1e-12)
     k = saved["truth"][name][0]
     assert h.groups == (k.shape[-2] if kind == "depthwise" else groups)
-    # Every reported pair matches numpy's cosine (the Gram products are float32: 1e-6), and no pair
-    # above the threshold is missed.
+    # The reported pairs are exactly numpy's pairs with |cosine| >= the threshold (maps with a zero
+    # kernel excluded), each with numpy's cosine (the Gram products are float32: 1e-5).
+    threshold = 0.5
     norms = np.linalg.norm(vecs, axis=1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         cos = vecs @ vecs.T / np.outer(norms, norms)
-    want = {(a, b) for a in range(len(vecs)) for b in range(a + 1, len(vecs))
-            if norms[a] > 0 and norms[b] > 0 and abs(cos[a, b]) >= 0.5 + 1e-5}
+    upper = [(a, b) for a in range(len(vecs)) for b in range(a + 1, len(vecs)) if norms[a] > 0 and norms[b] > 0]
+    # No pair sits within float32 rounding of the threshold, so "above" is unambiguous.
+    assert all(abs(abs(cos[a, b]) - threshold) > 1e-5 for a, b in upper)
+    want = {(a, b) for a, b in upper if abs(cos[a, b]) >= threshold}
+    assert want, f"{name}: the model must hold pairs above {threshold} for this test to check anything"
     got = {(p.a, p.b) for p in h.duplicates}
-    assert want <= got
+    assert got == want
     for p in h.duplicates:
+        assert abs(p.similarity) >= threshold - 1e-5
         assert p.similarity == pytest.approx(cos[p.a, p.b], abs=1e-5)
-    assert h.duplicate_pair_count == len(h.duplicates)
+    assert h.duplicate_pair_count == len(h.duplicates) == len(want)
 
 
 @pytest.mark.keras
@@ -376,7 +397,7 @@ def test_render_and_stats_never_import_pyplot_or_keras() -> None:
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("name", ["c1", "g", "dw", "fc", "tr"])
+@pytest.mark.parametrize("name", ["c1", "g", "dw", "sep", "fc", "tr"])
 def test_sketch_path_finds_the_same_pairs(saved: dict[str, Any], name: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Huge layers use a random-projection prefilter; forced here, it must agree with the exact search."""
@@ -386,6 +407,10 @@ def test_sketch_path_finds_the_same_pairs(saved: dict[str, Any], name: str,
         exact = filter_health(index.layer(name), dup_threshold=0.6, chunk_bytes=64)
         monkeypatch.setattr(st, "_EXACT_MAX_WORK", 0)
         sketched = filter_health(index.layer(name), dup_threshold=0.6, chunk_bytes=64)
+    # Every layer here holds pairs above 0.6 (planted in g, sep and tr), so the comparison is not [] == [].
+    assert exact.duplicates, f"{name}: no exact pairs at 0.6, nothing to compare"
+    planted = {"c1": {(1, 4), (0, 5)}, "g": {(0, 1), (3, 5)}, "sep": {(1, 3)}, "tr": {(0, 2)}}
+    assert planted.get(name, set()) <= {(p.a, p.b) for p in exact.duplicates}
     assert [(p.a, p.b) for p in sketched.duplicates] == [(p.a, p.b) for p in exact.duplicates]
     np.testing.assert_allclose([p.similarity for p in sketched.duplicates],
                                [p.similarity for p in exact.duplicates], rtol=1e-6)
