@@ -18,11 +18,12 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InputDataError, NotAFilterLayerError, SelectionError
+from .errors import InputDataError, NotAFilterLayerError, SelectionError, describe_received
 from .records import FILTER_KINDS, LayerKind, LayerRecord, ModelIndex
 
 __all__ = ["Decomposition", "contributions_for", "decompose", "save_npz"]
@@ -82,9 +83,26 @@ class Decomposition:
         }
 
 
-def save_npz(dec: Decomposition, path: str | os.PathLike[str]) -> None:
-    """Write the decomposition's arrays to an ``.npz`` (strings as 0-d unicode arrays, no pickles)."""
-    np.savez_compressed(path, **dec.to_arrays())
+def save_npz(dec: Decomposition, path: str | os.PathLike[str]) -> Path:
+    """Write the decomposition's arrays to an ``.npz`` (strings as 0-d unicode arrays, no pickles).
+
+    ``.npz`` is appended when missing; returns the path written.
+    """
+    from .outputs import write_npz
+
+    return write_npz(path, dec.to_arrays(), compressed=True)
+
+
+def _check_fold_bn(fold_bn: object) -> bool:
+    """``fold_bn`` as a bool. Only the BN *after* the layer can be folded here: the contributions are
+    computed from the layer's own input, which a folded BN *before* it would have to be undone from."""
+    if isinstance(fold_bn, (bool, np.bool_)):
+        return bool(fold_bn)
+    if isinstance(fold_bn, str) and fold_bn.strip().lower() in ("after", "none"):
+        return fold_bn.strip().lower() == "after"
+    raise SelectionError(
+        "decompose folds only the BatchNormalization after the layer; accepted fold_bn: True/False "
+        f"(or 'after' / 'none'). Received: {describe_received(fold_bn)}")
 
 
 # -- the math --------------------------------------------------------------------------------------------
@@ -204,17 +222,19 @@ def _errors(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return abs_err, abs_err / scale if scale > 0 else abs_err
 
 
-def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *, fold_bn: bool = False,
+def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *, fold_bn: bool | str = False,
               sample: int = 0) -> Decomposition:
     """Decompose output map ``j`` of the layer at ``path`` for sample ``sample`` of the batch ``x``.
 
     ``model`` is the runnable model (:func:`inspector.runtime.load_runnable`), ``index`` its index.
-    Raises NotAFilterLayerError for layers without a kernel, SelectionError for a bad map index.
+    Raises NotAFilterLayerError for layers without a kernel, SelectionError for a bad map index or a
+    ``fold_bn`` other than True/False/'after'/'none'.
     """
     from .activations import capture_io
     from .filters import filters_for_map
     from .runtime import find_layer
 
+    fold_bn = _check_fold_bn(fold_bn)
     record = index.layer(path)
     if record.kind not in FILTER_KINDS or record.kernel is None:
         raise NotAFilterLayerError(
@@ -231,8 +251,11 @@ def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *
 
     bn_path = act_path = None
     if fold_bn:
-        bn = next(c for c in index.consumers(record.path)
-                  if c.class_name in ("BatchNormalization", "SyncBatchNormalization"))
+        bn = next((c for c in index.consumers(record.path)
+                   if c.class_name in ("BatchNormalization", "SyncBatchNormalization")), None)
+        if bn is None:  # filters_for_map refuses this first; kept so no stray StopIteration can escape
+            raise SelectionError(f"cannot fold BatchNormalization: no BatchNormalization reads the output of "
+                                 f"{record.path!r}; accepted: fold_bn=False here. Received: fold_bn=True")
         bn_path = bn.path
         after = index.consumers(bn.path)
         if len(after) == 1 and after[0].class_name in _ACTIVATION_LAYERS:

@@ -14,7 +14,8 @@ what is wrong, what is accepted (or how to fix it), and what was received. Lower
     ├── LayerNotFoundError (KeyError)          no layer at that path (close matches suggested)
     ├── NotAFilterLayerError (ValueError)      the layer has no kernel to slice
     ├── SelectionError (ValueError)            a map index / selector is out of range or malformed
-    └── InputDataError (ValueError)            an image / array does not fit the model input
+    ├── InputDataError (ValueError)            an image / array does not fit the model input
+    └── OutputPathError (ValueError)           an output file or folder cannot be written
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "ModelFormatError",
     "ModelNotRunnableError",
     "NotAFilterLayerError",
+    "OutputPathError",
     "SelectionError",
     "UnsafeModelError",
     "UnsupportedFormatError",
@@ -88,6 +90,10 @@ class SelectionError(InspectorError, ValueError):
 
 class InputDataError(InspectorError, ValueError):
     """An input image or array cannot be fitted to the model's input."""
+
+
+class OutputPathError(InspectorError, ValueError):
+    """An output file or folder cannot be written (missing/unwritable folder, a folder in the way, ...)."""
 
 
 def describe_received(value: object, limit: int = 120) -> str:

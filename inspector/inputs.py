@@ -96,6 +96,14 @@ def _preprocess(x: np.ndarray, how: str, mean: Sequence[float] | None, std: Sequ
                 f"Received: mean={mean!r}, std={std!r}")
         shape = [1] * x.ndim
         m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        # A zero std divides by zero and a negative one flips the image: both give silent garbage (NaN/Inf
+        # or inverted inputs) instead of an error, so they are refused here.
+        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            raise InputDataError(f"--std values must be positive numbers (one, or one per channel). "
+                                 f"Received: std={[float(v) for v in s.ravel()]}")
+        if not np.all(np.isfinite(m)):
+            raise InputDataError(f"--mean values must be finite numbers (one, or one per channel). "
+                                 f"Received: mean={[float(v) for v in m.ravel()]}")
         if m.size > 1 or s.size > 1:
             shape[channel_axis] = -1
         try:
@@ -127,7 +135,10 @@ def _read_image(path: Path, spec: InputSpec) -> np.ndarray:
                 if size != img.size:
                     img = img.resize(size, Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except InputDataError:  # our own message (a ValueError) must not be re-wrapped by the clause below
+        raise
+    # DecompressionBombError derives from Exception, not OSError: a huge image must still be one line.
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise InputDataError(
             f"cannot read the image ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); accepted: "
             f"PNG/JPEG image files, .npy arrays or 'sample'. Received: {path}") from exc
@@ -209,8 +220,12 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
 
 
 def _looks_like_image(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:  # e.g. PermissionError: say so instead of "internal error"
+        raise InputDataError(f"cannot read the input file ({type(exc).__name__}: {exc.strerror or exc}); "
+                             f"check that it is readable. Received: {path}") from exc
     return head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM"))
 
 

@@ -7,11 +7,12 @@ zipfile, json, struct) that escape a reader to one-line :class:`InspectorError` 
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 import h5py
 
-from .errors import ACCEPTED_FORMATS, CorruptModelError, InspectorError, UnsupportedFormatError
+from .errors import ACCEPTED_FORMATS, CorruptModelError, InspectorError, ModelFormatError, UnsupportedFormatError
 from .records import ModelIndex
 from .sniff import Sniffed, describe_file, sniff
 
@@ -55,6 +56,48 @@ def _open_hdf5(path: str) -> ModelIndex:
         f"{ACCEPTED_FORMATS}. Received: {path}")
 
 
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _sniff_path(path: str) -> Sniffed:
+    """:func:`sniff`, after refusing what is neither a file nor a folder, with OSErrors as one line.
+
+    Reading a FIFO or a device would block forever (or read without end), so only the file type is
+    looked at before anything is opened.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None  # sniff says "no such file or directory" in its own words
+    except OSError as exc:
+        raise ModelFormatError(f"cannot access the path ({type(exc).__name__}: {exc.strerror or exc}); check that "
+                               f"it exists and is readable; expected {ACCEPTED_FORMATS}. Received: {path}") from exc
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        what = next((name for test, name in _SPECIAL_FILES if test(mode)), "not a regular file")
+        raise ModelFormatError(f"the path is {what}, not a model file or folder; expected {ACCEPTED_FORMATS}. "
+                               f"Received: {path}")
+    try:
+        return sniff(path)
+    except InspectorError:
+        raise
+    except OSError as exc:  # e.g. PermissionError from open() / os.listdir()
+        raise ModelFormatError(f"cannot read the path ({type(exc).__name__}: {exc.strerror or exc}); check its "
+                               f"permissions; expected {ACCEPTED_FORMATS}. Received: {path}") from exc
+
+
+def _describe(path: str) -> str:
+    """describe_file for an error message; never raises (the message must still be produced)."""
+    try:
+        return describe_file(path) if os.path.isfile(path) else "a directory"
+    except OSError:
+        return "an unreadable file"
+
+
 def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
     """Index a model file, SavedModel directory or in-memory ``keras.Model``.
 
@@ -72,7 +115,7 @@ def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
             f"open_model takes a path or a keras.Model; expected {ACCEPTED_FORMATS}. "
             f"Received: an object of type {type(source).__name__}")
     path = os.fspath(source)
-    kind = sniff(path)
+    kind = _sniff_path(path)
     try:
         if kind is Sniffed.KERAS_ZIP:
             from .readers.keras_v3 import read_keras_archive
@@ -90,7 +133,7 @@ def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
     except InspectorError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError) as exc:
-        what = describe_file(path) if os.path.isfile(path) else "a directory"
+        what = _describe(path)
         raise CorruptModelError(
             f"cannot read the model ({type(exc).__name__}: {exc}); the file may be damaged or of an unsupported "
             f"variant ({what}). Received: {path}") from exc

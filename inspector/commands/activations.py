@@ -1,20 +1,24 @@
 """``inspector activations MODEL INPUT --layer L``: a layer's activation maps for one input.
 
-Also holds the argument handling shared with ``inspector decompose`` (model + input loading).
+``--npz`` keys: each captured layer's activations ``(N, *spatial, C)`` under its path (e.g. ``conv1``,
+``inner/dense_1``) and the model input batch under ``__input__``. Also holds the argument handling
+shared with ``inspector decompose`` (model + input loading, output paths checked up front).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import SelectionError
+from ..outputs import npz_path, per_layer_path, prepare_file, write_npz, writing
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+#: The ``--npz`` key of the model input. Layer paths are the other keys; this one is reserved.
+INPUT_KEY = "__input__"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,11 +58,17 @@ def check_figure_path(path: str | None) -> None:
         raise SelectionError(f"the figure file must end in {', '.join(FIGURE_SUFFIXES)}. Received: {path}")
 
 
-def figure_path_for(base: str, layer: str, many: bool) -> Path:
-    p = Path(base)
-    if not many:
-        return p
-    return p.with_name(f"{p.stem}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', layer)}{p.suffix}")
+def prepare_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(figure path, npz path) checked before the model is loaded and run: a bad ``-o`` or ``--npz``
+    must not cost a forward pass. The npz path gets its ``.npz`` suffix here, so it is reported as written."""
+    check_figure_path(args.output)
+    figure = prepare_file(args.output, option="the -o figure") if args.output else None
+    npz = prepare_file(npz_path(args.npz), option="the --npz file") if args.npz else None
+    return figure, npz
+
+
+def figure_path_for(base: str | Path, layer: str, many: bool) -> Path:
+    return per_layer_path(base, layer, many)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -76,10 +86,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..activations import capture
 
-    check_figure_path(args.output)
+    figure, npz = prepare_outputs(args)
     index, model, x = prepare(args)
     with index:
         paths = [index.layer(name).path for name in args.layer]  # LayerNotFoundError with close matches
+        if npz is not None and INPUT_KEY in paths:
+            raise SelectionError(f"--npz stores the model input under the reserved key {INPUT_KEY!r}, so a layer "
+                                 f"at that path cannot be saved beside it; capture it without --npz. "
+                                 f"Received: --layer {INPUT_KEY}")
         if not 0 <= args.sample_index < len(x):
             raise SelectionError(f"--sample-index must be in 0-{len(x) - 1}. Received: {args.sample_index}")
         acts = capture(model, x, paths)
@@ -87,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
         a = arr[args.sample_index]
         print(f"{path}: shape {tuple(arr.shape)} (channels_last)  min {a.min():.4g}  max {a.max():.4g}  "
               f"mean {a.mean():.4g}")
-    if args.npz:
-        np.savez_compressed(args.npz, **{p: a for p, a in acts.items()}, input=x)
-        print(f"wrote {args.npz}")
-    if args.output:
+    if npz is not None:
+        # A mapping, not **kwargs: layers named 'file' or 'allow_pickle' would collide with numpy's arguments.
+        written = write_npz(npz, {**acts, INPUT_KEY: x}, compressed=True)
+        print(f"wrote {written}")
+    if figure is not None:
         from ..render.activations import activation_grid_figure
         from ..selectors import parse_maps
 
@@ -101,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                 maps = parse_maps(args.maps).resolve(a.shape[-1], layer=path)
             fig = activation_grid_figure(a, title=f"{path} {tuple(a.shape)}", maps=maps,
                                          shared_scale=args.shared_scale)
-            out = figure_path_for(args.output, path, len(acts) > 1)
-            fig.savefig(out, dpi=120)
+            out = figure_path_for(figure, path, len(acts) > 1)
+            with writing(out, option="the -o figure"):
+                fig.savefig(out, dpi=120)
             print(f"wrote {out}")
     return 0

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from ..errors import missing_dependency
+from ._argtypes import int_at_least
 
 DEFAULT_PORT = 8501
 
@@ -27,8 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: the app reads local files, so it is not "
                              "exposed to the network unless you ask)")
-    parser.add_argument("--max-upload-mb", type=int, default=None,
-                        help="largest model upload accepted, in MB (default 1024)")
+    parser.add_argument("--max-upload-mb", type=int_at_least(1, "a whole number of MB"), default=None,
+                        help="largest model upload accepted, in MB, at least 1 (default 1024)")
 
 
 def _has_display() -> bool:

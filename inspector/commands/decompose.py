@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import SelectionError
-from .activations import add_run_arguments, check_figure_path, prepare
+from ..outputs import writing
+from .activations import add_run_arguments, prepare, prepare_outputs
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -30,9 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..decompose import decompose, save_npz
 
-    check_figure_path(args.output)
     if args.top < 1:
         raise SelectionError(f"--top must be at least 1. Received: {args.top}")
+    figure, npz = prepare_outputs(args)  # before the forward pass, which is the slow part
     index, model, x = prepare(args)
     with index:
         if not 0 <= args.sample_index < len(x):
@@ -49,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
               f"{float(dec.contributions[pos].mean()):>17.6g}")
     for note in dec.notes:
         print(f"note: {note}")
-    if args.npz:
-        save_npz(dec, args.npz)
-        print(f"wrote {args.npz}")
-    if args.output:
+    if npz is not None:
+        print(f"wrote {save_npz(dec, npz)}")
+    if figure is not None:
         from ..render.activations import decomposition_figure
 
-        decomposition_figure(dec, top=args.top).savefig(args.output, dpi=120)
-        print(f"wrote {args.output}")
+        fig = decomposition_figure(dec, top=args.top)
+        with writing(figure, option="the -o figure"):
+            fig.savefig(figure, dpi=120)
+        print(f"wrote {figure}")
     return 0

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from ..filters import BNFold, Stage
 from ..loader import open_model
+from ._argtypes import manifest_formats, positive_int
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -16,26 +19,32 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maps", default=None, help="map selection for every layer, e.g. '0-7' (default: all)")
     parser.add_argument("--format", default="png,npz", help="comma separated: png, svg, pdf, npz (default png,npz)")
     parser.add_argument("--fold-bn", nargs="?", const="after", default=None,
-                        choices=["after", "before", "both"], help="fold BatchNormalization where the model allows")
+                        choices=[str(m) for m in BNFold if m is not BNFold.NONE],
+                        help="fold BatchNormalization where the model allows")
     parser.add_argument("--sort", choices=["norm", "index"], default=None, help="order input channels by norm")
-    parser.add_argument("--stage", default=None, help="separable layers: effective, depthwise or pointwise")
-    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
-    parser.add_argument("--max-kernels", type=int, default=64, help="kernels per figure (default 64)")
-    parser.add_argument("--manifest", default="json,csv", help="manifest formats: json, csv (default both)")
+    parser.add_argument("--stage", choices=[str(s) for s in Stage], default=None,
+                        help="separable layers: effective, depthwise or pointwise")
+    parser.add_argument("--dpi", type=positive_int, default=100, help="PNG resolution (default 100)")
+    parser.add_argument("--max-kernels", type=positive_int, default=64, help="kernels per figure (default 64)")
+    parser.add_argument("--manifest", type=manifest_formats, default=["json", "csv"], metavar="json,csv",
+                        help="manifest formats, comma separated: json, csv (default both)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_batch, text_progress_bar
+    from ..export import export_batch, parse_formats, text_progress_bar
+    from ..outputs import prepare_folder
 
+    parse_formats(args.format)  # a bad --format must not wait for the model to be indexed
+    out_dir = prepare_folder(args.output, option="the -o export folder")  # before the model is opened
     progress = None if args.quiet else text_progress_bar(sys.stderr)
     with open_model(args.model) as index:
         manifest = export_batch(
-            index, args.output, layers=args.layers, maps=args.maps, formats=args.format,
+            index, out_dir, layers=args.layers, maps=args.maps, formats=args.format,
             fold_bn=args.fold_bn or False, sort=args.sort, stage=args.stage, dpi=args.dpi,
-            max_kernels=args.max_kernels, manifest=[m.strip() for m in args.manifest.split(",")],
-            progress=progress)
+            max_kernels=args.max_kernels, manifest=args.manifest, progress=progress)
     layers = len({r.layer for r in manifest.rows})
-    print(f"wrote {len(manifest.rows)} file(s) for {layers} layer(s) to {manifest.out_dir} "
-          f"(manifest.json / manifest.csv list them)")
+    listed = " / ".join(Path(p).name for p in manifest.written)
+    tail = f" ({listed} list{'s' if len(manifest.written) == 1 else ''} them)" if listed else ""
+    print(f"wrote {len(manifest.rows)} file(s) for {layers} layer(s) to {manifest.out_dir}{tail}")
     return 0

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import streamlit as st
 
 from inspector.dashboard import MAIN_SCRIPT, MODEL_ENV, default_model, sample_models_dir
-from inspector.errors import InspectorError, ModelFormatError, UnsupportedFormatError
+from inspector.errors import CorruptModelError, InspectorError, ModelFormatError, UnsupportedFormatError
 from inspector.loader import open_model
 from inspector.records import ModelIndex
 
@@ -42,7 +43,11 @@ __all__ = [
 #: Largest model upload accepted (MB). Streamlit's own ``server.maxUploadSize`` is set to match by
 #: ``inspector app``; this check also covers ``streamlit run`` with a larger server limit.
 MAX_UPLOAD_MB = int(os.environ.get("INSPECTOR_APP_MAX_UPLOAD_MB", "1024"))
-_UPLOAD_TYPES = ["keras", "h5", "hdf5", "zip", "json"]
+# No bare .weights.json: its shards are separate files that an upload of the manifest alone lacks. A .zip
+# holding the manifest and its shards is accepted (see _materialise_upload).
+_UPLOAD_TYPES = ["keras", "h5", "hdf5", "zip"]
+#: What reading a damaged zip upload raises (bad CRC, truncated member, broken deflate stream).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 _SOURCES = ("Sample model", "Path", "Upload")
 
 #: (path, mtime_ns, size): identifies one version of a model file for the caches.
@@ -149,11 +154,33 @@ def _savedmodel_in(folder: Path) -> Path | None:
     return hits[0].parent if hits else None
 
 
+def _sharded_manifest_in(folder: Path) -> Path | None:
+    hits = sorted(folder.rglob("*.weights.json"), key=lambda p: (len(p.parts), str(p)))
+    return hits[0] if hits else None
+
+
+def _open_zip_upload(target: Path, folder: Path) -> Path | None:
+    """The model inside a zip upload: a SavedModel folder or a sharded ``.weights.json`` (with its
+    shards), extracted into ``folder``; None when the zip holds neither (it is then sniffed as is)."""
+    with zipfile.ZipFile(target) as zf:
+        leaves = [n.rsplit("/", 1)[-1] for n in zf.namelist()]
+        if "saved_model.pb" in leaves:
+            find = _savedmodel_in
+        elif any(n.endswith(".weights.json") for n in leaves):
+            find = _sharded_manifest_in
+        else:
+            return None
+        extracted = folder / "extracted"
+        _safe_extract(zf, extracted, MAX_UPLOAD_MB * 4 * 2**20)
+    return find(extracted)
+
+
 def _materialise_upload(name: str, data: bytes) -> str:
     """Write an upload to its own temp folder and return the path to open.
 
-    A zip holding ``saved_model.pb`` is extracted and its SavedModel folder returned; any other
-    file (including a ``.keras`` zip) is written as is and sniffed by content by ``open_model``.
+    A zip holding ``saved_model.pb`` (or a sharded ``.weights.json`` with its shards) is extracted and
+    its SavedModel folder (manifest) returned; any other file (including a ``.keras`` zip) is written as
+    is and sniffed by content by ``open_model``. A damaged zip is a one-line CorruptModelError.
     """
     digest = hashlib.sha1(data).hexdigest()
     previous: _Upload | None = st.session_state.get("_upload")
@@ -166,17 +193,20 @@ def _materialise_upload(name: str, data: bytes) -> str:
     _TEMP_DIRS.add(str(folder))
     safe_name = Path(name).name or "model"
     target = folder / safe_name
-    target.write_bytes(data)
     path = str(target)
-    if safe_name.lower().endswith(".zip") and zipfile.is_zipfile(target):
-        with zipfile.ZipFile(target) as zf:
-            names = zf.namelist()
-            if any(n.rsplit("/", 1)[-1] == "saved_model.pb" for n in names):
-                extracted = folder / "extracted"
-                _safe_extract(zf, extracted, MAX_UPLOAD_MB * 4 * 2**20)
-                found = _savedmodel_in(extracted)
-                if found is not None:
-                    path = str(found)
+    try:
+        target.write_bytes(data)
+        if safe_name.lower().endswith(".zip") and zipfile.is_zipfile(target):
+            found = _open_zip_upload(target, folder)
+            if found is not None:
+                path = str(found)
+    except InspectorError:
+        raise
+    except _ZIP_ERRORS as exc:
+        # Bad CRC-32, a truncated member, a broken deflate stream: a damaged upload, not a bug here.
+        raise CorruptModelError(
+            f"the uploaded zip cannot be extracted ({type(exc).__name__}: {' '.join(str(exc).split())}); it is "
+            f"damaged or truncated: zip the model folder again and re-upload it. Received: {safe_name}") from exc
     st.session_state["_upload"] = _Upload(digest, str(folder), path)
     return path
 
@@ -218,12 +248,13 @@ def model_source_ui() -> str | None:
         return str(samples[st.session_state["src_sample"]])
     if kind == "Path":
         sb.text_input("Model path (file or SavedModel folder)", key="src_path",
-                      help=".keras, .h5, .weights.h5, .weights.json or a SavedModel directory")
+                      help=".keras, .h5, .weights.h5, .weights.json (shards next to it) or a SavedModel directory")
         text = st.session_state.get("src_path", "").strip()
         return text or None
     upload = sb.file_uploader(
         f"Upload a model (max {MAX_UPLOAD_MB} MB)", type=_UPLOAD_TYPES, key="src_upload",
-        help="A .keras, .h5 or .weights.h5 file, or a SavedModel folder as a .zip")
+        help="A .keras, .h5 or .weights.h5 file, or as a .zip: a SavedModel folder, or a sharded "
+             ".weights.json with its shard files")
     if upload is None:
         return None
     if upload.size > MAX_UPLOAD_MB * 2**20:
@@ -235,8 +266,9 @@ def model_source_ui() -> str | None:
 
 def open_current(path: str) -> tuple[ModelIndex, ModelKey]:
     """The cached index of ``path`` and its key; raises InspectorError with a one-line message."""
-    key = model_key(path)
     try:
+        # model_key stats the path: a PermissionError there is the user's path, not a bug.
+        key = model_key(path)
         return load_index(*key), key
     except InspectorError:
         raise

@@ -83,10 +83,17 @@ def model_header(index: ModelIndex) -> None:
 def main() -> None:
     st.set_page_config(page_title="filter-inspector", layout="wide")
     st.sidebar.title("filter-inspector")
+    try:
+        _run()
+    except Exception as exc:  # the last guard: whatever escapes below is one line, never a traceback
+        show_error(exc)
+
+
+def _run() -> None:
     persist_widget_state()
     try:
         path = loading.model_source_ui()
-    except InspectorError as exc:
+    except Exception as exc:  # a rejected or damaged upload, or a bug: one line, the sidebar stays usable
         show_error(exc)
         st.stop()
     page = page_ui()
@@ -102,9 +109,7 @@ def main() -> None:
     model_header(index)
     try:
         PAGES[page](index, key)
-    except InspectorError as exc:
-        show_error(exc)
-    except Exception as exc:  # never a traceback in the page
+    except Exception as exc:  # InspectorError or a bug: never a traceback in the page
         show_error(exc)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -28,10 +28,13 @@ __all__ = ["build_zip", "export_page"]
 _SCALES = {"shared per map": "shared", "per kernel": "per-kernel"}
 
 
-def build_zip(index: ModelIndex, layers: str | None, maps: str | None, formats: list[str], *,
+def build_zip(index: ModelIndex, layers: str | Sequence[str] | None, maps: str | None, formats: list[str], *,
               fold_bn: bool = False, scale: str = "shared",
               progress: Callable[[int, int, str], None] | None = None) -> tuple[bytes, int]:
-    """``export_batch`` into a temp folder, zipped: (zip bytes, number of maps exported)."""
+    """``export_batch`` into a temp folder, zipped: (zip bytes, number of maps exported).
+
+    ``layers``: a list of exact layer paths, a pattern string (globs, commas) or None for every filter layer.
+    """
     maps_done = 0
 
     def report(done: int, total: int, what: str) -> None:
@@ -80,8 +83,8 @@ def export_page(index: ModelIndex, key: loading.ModelKey) -> None:
         def progress(done: int, n: int, what: str) -> None:
             bar.progress(done / max(n, 1), text=f"{done}/{n} · {what}")
 
-        # Exact paths, not globs: a layer name with '[' or '*' must not be read as a pattern.
-        layers = paths[0] if scope == "One layer" else None
+        # A list is taken as exact paths, never parsed as a pattern: 'conv[1]' or 'a,b' is that layer.
+        layers = [paths[0]] if scope == "One layer" else None
         try:
             data, count = build_zip(index, layers, maps_text.strip(), list(formats), fold_bn=fold_bn,
                                     scale=_SCALES[scale], progress=progress)
