@@ -27,8 +27,8 @@ def test_public_surface_is_exact() -> None:
     assert sorted(inspector.__all__) == sorted(
         ["FILTER_KINDS", "CorruptModelError", "InputDataError", "InspectorError", "KernelSpec", "LayerKind",
          "LayerNotFoundError", "LayerRecord", "MissingDependencyError", "ModelFormat", "ModelFormatError",
-         "ModelIndex", "ModelNotRunnableError", "NotAFilterLayerError", "OutputPathError", "SelectionError", "TensorRef",
-         "UnsafeModelError", "UnsupportedFormatError", "__version__", "open_model"])
+         "ModelIndex", "ModelNotRunnableError", "NotAFilterLayerError", "OutputPathError", "SelectionError",
+         "TensorRef", "UnsafeModelError", "UnsupportedFormatError", "__version__", "open_model"])
     for name in inspector.__all__:
         assert hasattr(inspector, name), name
 
