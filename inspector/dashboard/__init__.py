@@ -19,6 +19,7 @@ Importing this package does not import Streamlit or TensorFlow (``inspector app`
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["MAIN_SCRIPT", "MODEL_ENV", "default_model", "sample_models_dir"]
@@ -35,13 +36,14 @@ _SAMPLE_DIR_ENV = "INSPECTOR_SAMPLE_MODELS"
 
 def sample_models_dir() -> Path | None:
     """The folder of bundled sample models: ``$INSPECTOR_SAMPLE_MODELS``, else ``sample_models/``
-    next to the package (a checkout or an editable install). ``None`` when neither exists (a wheel
-    install without the repository)."""
+    next to the package (a checkout or an editable install), else the copy a wheel installs under
+    ``<prefix>/share/filter-inspector/sample_models``. ``None`` when none exists."""
     candidates = []
     if os.environ.get(_SAMPLE_DIR_ENV):
         candidates.append(Path(os.environ[_SAMPLE_DIR_ENV]))
     here = Path(__file__).resolve().parent  # .../inspector/dashboard
-    candidates += [here.parent / "sample_models", here.parent.parent / "sample_models"]
+    candidates += [here.parent / "sample_models", here.parent.parent / "sample_models",
+                   Path(sys.prefix) / "share" / "filter-inspector" / "sample_models"]
     for cand in candidates:
         if cand.is_dir():
             return cand
