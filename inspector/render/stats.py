@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..stats import FilterHealth, TensorStats
 
@@ -83,7 +84,8 @@ def channel_norm_figure(health: FilterHealth, *, title: str | None = None, log: 
         fig = Figure(figsize=figsize or (5.0, 2.0), layout="constrained")
         ax = fig.add_subplot()
         ax.axis("off")
-        ax.text(0.5, 0.5, "channel-norm matrix not computed:\n" + "; ".join(health.notes), ha="center",
+        why = "; ".join(health.notes) or "ask for it with layer_stats(..., channel_matrix=True)"
+        ax.text(0.5, 0.5, "channel-norm matrix not computed:\n" + why, ha="center",
                 va="center", transform=ax.transAxes)
         return fig
     mat = health.channel_norms
@@ -98,6 +100,9 @@ def channel_norm_figure(health: FilterHealth, *, title: str | None = None, log: 
     br, bc = health.channel_block
     ax.set_xlabel("output map" + (f" (blocks of {bc})" if bc > 1 else ""))
     ax.set_ylabel("input channel" + (f" (blocks of {br})" if br > 1 else ""))
+    # Channels and maps are whole numbers: never tick a 1-channel matrix at -0.4 ... 0.4.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if health.groups > 1 and br == bc == 1 and health.groups <= 64:
         per_in, per_out = rows // health.groups, cols // health.groups
         for g in range(1, health.groups):
