@@ -16,6 +16,7 @@ from .shapes import expand_ints
 __all__ = [
     "CONTAINER_CLASSES",
     "canonical_weight_name",
+    "class_from_group_name",
     "is_raw_op",
     "kernel_spec",
     "kind_of_class",
@@ -82,6 +83,18 @@ def is_raw_op(entry: Mapping[str, Any]) -> bool:
     """A Functional config node that is a raw op (``x + y``, ``ops.relu``), not a Layer."""
     module = entry.get("module") or ""
     return module.startswith("keras.src.ops")
+
+
+_CLASS_BY_SNAKE: dict[str, str] = {}
+
+
+def class_from_group_name(group: str) -> str | None:
+    """A Keras class from a ``.keras``/``.weights.h5`` group name such as ``conv2d_3`` (``snake_case`` inverted
+    for the classes this table knows)."""
+    if not _CLASS_BY_SNAKE:
+        for cls in [*_KIND_BY_CLASS, "PReLU", "EinsumDense"]:
+            _CLASS_BY_SNAKE.setdefault(snake_case(cls), cls)
+    return _CLASS_BY_SNAKE.get(re.sub(r"_\d+$", "", group)) or _CLASS_BY_SNAKE.get(group)
 
 
 def kind_of_class(class_name: str | None) -> LayerKind:

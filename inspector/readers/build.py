@@ -6,7 +6,6 @@ missing shapes is written once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 from ..keras_config import ConfigLayer, ModelGraph
@@ -15,14 +14,13 @@ from ..kinds import (
     kernel_spec,
     kind_of_class,
     non_trainable_names,
-    snake_case,
     variable_names,
 )
-from ..records import LayerKind, LayerRecord, Shape, TensorRef
+from ..records import LayerKind, LayerRecord, TensorRef
 from ..shapes import infer_output_shape
 from .h5tensors import RawTensor
 
-__all__ = ["class_from_hint", "infer_kind_from_weights", "records_from_graph", "weights_only_record"]
+__all__ = ["infer_kind_from_weights", "records_from_graph", "weights_only_record"]
 
 
 def _name_tensors(class_name: str | None, config: Mapping[str, object], raws: Sequence[RawTensor]) -> list[str]:
@@ -103,20 +101,6 @@ def _fill_shapes(records: list[LayerRecord]) -> None:
 
 
 # -- weights-only files ------------------------------------------------------------------------------
-
-_CLASS_BY_SNAKE: dict[str, str] = {}
-
-
-def class_from_hint(hint: str) -> str | None:
-    """A Keras class name from an HDF5 group name such as ``conv2d_3`` or ``depthwise_conv2d``."""
-    if not _CLASS_BY_SNAKE:
-        from ..kinds import _KIND_BY_CLASS  # the table of classes we know
-
-        for cls in [*_KIND_BY_CLASS, "PReLU", "EinsumDense"]:
-            _CLASS_BY_SNAKE.setdefault(snake_case(cls), cls)
-    base = re.sub(r"_\d+$", "", hint)
-    return _CLASS_BY_SNAKE.get(base) or _CLASS_BY_SNAKE.get(hint)
-
 
 def infer_kind_from_weights(names: Sequence[str | None],
                             shapes: Sequence[tuple[int, ...]]) -> tuple[str | None, LayerKind]:
@@ -205,7 +189,3 @@ def _filters_from_shape(kind: LayerKind, refs: Sequence[TensorRef]) -> int | Non
     if kind in (LayerKind.CONV, LayerKind.DENSE) and "kernel" in names:
         return names["kernel"].shape[-1]
     return None
-
-
-def shape_or_none(value: object) -> Shape | None:
-    return value if isinstance(value, tuple) else None

@@ -14,8 +14,9 @@ from typing import Any
 import h5py
 
 from ..keras_config import ModelGraph
-from ..records import LayerRecord
-from .build import class_from_hint, records_from_graph, weights_only_record
+from ..kinds import class_from_group_name, kind_of_class
+from ..records import FILTER_KINDS, LayerRecord
+from .build import records_from_graph, weights_only_record
 from .h5tensors import RawTensor, dataset_tensor
 
 __all__ = ["H5Source", "index_with_graph", "index_without_graph"]
@@ -139,9 +140,6 @@ def index_with_graph(src: H5Source, graph: ModelGraph, warnings: list[str]) -> l
 
 
 def _expects_weights(class_name: str) -> bool:
-    from ..kinds import kind_of_class
-    from ..records import FILTER_KINDS
-
     return kind_of_class(class_name) in FILTER_KINDS
 
 
@@ -182,7 +180,7 @@ def index_without_graph(src: H5Source, warnings: list[str], subclassed: bool = F
         raws = layer_tensors(src, group) if is_leaf else [src.tensor(ds) for ds in _sorted_vars(group["vars"])]
         if not raws:
             continue
-        class_hint = class_from_hint(hint) if hint else None
+        class_hint = class_from_group_name(hint) if hint else None
         label = path or (_name_attr(root) or "model")
         if not is_leaf:
             label = label or "model"

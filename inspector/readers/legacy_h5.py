@@ -30,9 +30,9 @@ import numpy as np
 
 from ..errors import CorruptModelError, UnsupportedFormatError
 from ..keras_config import ConfigLayer, ModelGraph, parse_model_config
-from ..kinds import CONTAINER_CLASSES, kind_of_class
+from ..kinds import CONTAINER_CLASSES, class_from_group_name, kind_of_class
 from ..records import FILTER_KINDS, LayerKind, LayerRecord, ModelFormat, ModelIndex
-from .build import class_from_hint, infer_kind_from_weights, records_from_graph, weights_only_record
+from .build import infer_kind_from_weights, records_from_graph, weights_only_record
 from .h5tensors import RawTensor, dataset_tensor
 
 __all__ = ["read_legacy_h5", "writer_name"]
@@ -419,7 +419,7 @@ def _top_level_weights(tensors: _Tensors, weights_root: h5py.Group, label: str) 
 def _hint(group_name: str, raws: Sequence[RawTensor]) -> str | None:
     """A class for a layer known by weights only: the group name's class (``conv2d_3`` -> Conv2D) when it
     agrees with what the weight names say, so a user's odd layer name cannot mislabel a kernel."""
-    hint = class_from_hint(group_name)
+    hint = class_from_group_name(group_name)
     if hint is None:
         return None
     _, kind = infer_kind_from_weights([r.stored_name for r in raws], [r.shape for r in raws])

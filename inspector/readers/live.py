@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..keras_config import parse_model_config
-from ..kinds import variable_names
+from ..kinds import kernel_spec, variable_names
 from ..records import ModelFormat, ModelIndex
 from .build import records_from_graph, weights_only_record
 from .h5tensors import RawTensor
@@ -113,8 +113,6 @@ def read_keras_model(model: Any) -> ModelIndex:
                 record.config = layer.get_config()
             except Exception:
                 record.config = {}
-            from ..kinds import kernel_spec
-
             kernel = record.kernel
             record.spec = kernel_spec(record.class_name, record.config, kernel.shape if kernel else None)
             try:
