@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import kerascompat
 from .errors import LayerNotFoundError, ModelNotRunnableError, close_matches
 
 __all__ = ["Captured", "capture", "capture_io", "layer_paths"]
@@ -42,14 +43,7 @@ class Captured:
 
 def _sub_functional(op: Any) -> Any:
     """The Functional graph inside a nested model, or None for plain layers / subclassed models."""
-    from keras.src.models.functional import Functional
-    from keras.src.models.sequential import Sequential
-
-    if isinstance(op, Sequential):
-        return op._functional  # built Sequential models run through this Functional
-    if isinstance(op, Functional):
-        return op
-    return None
+    return kerascompat.functional_graph(op)
 
 
 def layer_paths(model: Any, prefix: str = "") -> list[str]:
@@ -100,9 +94,7 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 class _Recorder:
     def __init__(self, want_out: set[str], want_in: set[str], input_cf: bool) -> None:
-        from keras import tree
-
-        self.tree = tree
+        self.tree = kerascompat.import_keras().tree
         self.want_out, self.want_in = want_out, want_in
         self.want_any = want_out | want_in
         self.layout: dict[int, bool] = {}  # id(tensor) -> channels_first; tensors stay alive in the pass
@@ -119,15 +111,15 @@ class _Recorder:
         return any(p.startswith(prefix) for p in self.want_any)
 
     def run(self, functional: Any, inputs: Any, prefix: str) -> Any:
-        inputs = functional._standardize_inputs(inputs)
+        inputs = kerascompat.standardize_inputs(functional, inputs)
         for ref, t in zip(functional.inputs, self.tree.flatten(inputs), strict=False):
             self.layout.setdefault(id(t), self.input_cf)
             # InputLayers are not called during the walk: their output is the fed tensor.
-            path = f"{prefix}{ref._keras_history.operation.name}"
+            path = f"{prefix}{kerascompat.input_operation_name(ref)}"
             if path in self.want_out and path not in self.result.outputs:
                 self.result.outputs[path] = _to_numpy(t)
                 self.result.channels_first[path] = self.input_cf
-        outputs = functional._run_through_graph(inputs, operation_fn=lambda op: self.wrap(op, prefix))
+        outputs = kerascompat.run_graph(functional, inputs, lambda op: self.wrap(op, prefix))
         if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
             return outputs[0]
         return outputs
@@ -149,7 +141,7 @@ class _Recorder:
                 finally:
                     self.input_cf = saved
             else:
-                outputs = op(*args, **kwargs)
+                outputs = run_operation(path, op, *args, **kwargs)
             cf_out = _makes_channels_first(op, cf_in) if inner is None else self._cf_of([outputs])
             for t in self.tree.flatten(outputs):
                 self.layout[id(t)] = cf_out
@@ -160,6 +152,23 @@ class _Recorder:
             return outputs
 
         return call
+
+
+def run_operation(path: str, op: Any, *args: Any, **kwargs: Any) -> Any:
+    """One layer call of the forward pass, on any CPU (:func:`inspector.kerascompat.call`).
+
+    When neither the eager kernel nor the XLA-compiled call can run it, the error names the layer.
+    """
+    try:
+        return kerascompat.call(op, *args, **kwargs)
+    except Exception as exc:
+        if not kerascompat.is_backend_error(exc):
+            raise
+        raise ModelNotRunnableError(
+            f"layer {path!r} ({type(op).__name__}) cannot run on this input on this CPU, eagerly or "
+            f"XLA-compiled: {kerascompat.first_line(exc)}; leave TF_ENABLE_ONEDNN_OPTS unset (or 1) "
+            f"and check the input's shape. Received: input shapes "
+            f"{[tuple(getattr(a, 'shape', ())) for a in args]}") from exc
 
 
 def _check_paths(model: Any, paths: Iterable[str]) -> list[str]:

@@ -31,12 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors already; keep its message to one line plus usage."""
-
-
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog="inspector",
         description="Open a trained Keras/TensorFlow model and see exactly what its layers learned.",
     )
@@ -61,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_BAD_INPUT
+    from . import kerascompat
     from .errors import InspectorError
 
+    # Without --debug, TensorFlow's start-up lines are held back so the user sees only ours.
+    kerascompat.set_verbose(args.debug)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

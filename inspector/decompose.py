@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from . import kerascompat
+from .activations import capture_io, run_operation
 from .errors import InputDataError, NotAFilterLayerError, SelectionError, describe_received
 from .records import FILTER_KINDS, LayerKind, LayerRecord, ModelIndex
 
@@ -198,9 +200,9 @@ def _linear_clone(layer: Any, x: np.ndarray) -> np.ndarray:
     cfg = dict(layer.get_config())
     cfg["activation"] = "linear"
     clone = type(layer).from_config(cfg)
-    clone(x)  # builds it
+    clone.build(tuple(x.shape))
     clone.set_weights(layer.get_weights())
-    return np.asarray(clone(x))
+    return np.asarray(run_operation(layer.name, clone, x))
 
 
 def _activation_name(layer: Any) -> str:
@@ -230,7 +232,6 @@ def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *
     Raises NotAFilterLayerError for layers without a kernel, SelectionError for a bad map index or a
     ``fold_bn`` other than True/False/'after'/'none'.
     """
-    from .activations import capture_io
     from .filters import filters_for_map
     from .runtime import find_layer
 
@@ -272,8 +273,7 @@ def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *
     preact = contributions.sum(axis=0) + bias
     notes: list[str] = list(fs.notes)
 
-    import keras
-
+    keras = kerascompat.import_keras()
     if fold_bn:
         assert bn_path is not None
         bn_cf = cap.channels_first[bn_path]
@@ -283,7 +283,7 @@ def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *
             activation = _activation_name(act_layer) if type(act_layer).__name__ == "Activation" \
                 else type(act_layer).__name__
             output = _cl(cap.outputs[act_path], cap.channels_first[act_path])[0][..., j]
-            full = keras.ops.convert_to_numpy(act_layer(_cl(cap.outputs[bn_path], False)))
+            full = keras.ops.convert_to_numpy(run_operation(act_path, act_layer, _cl(cap.outputs[bn_path], False)))
             activated = _cl(full, bn_cf)[0][..., j]
             notes.append(f"output is {act_path} ({activation}) after {bn_path}")
         else:

@@ -25,12 +25,11 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import kerascompat
 from .errors import InspectorError, ModelNotRunnableError, UnsafeModelError, describe_received
 from .records import LayerRecord, ModelFormat, ModelIndex
 
 __all__ = ["find_layer", "load_runnable", "rebuild_from_index"]
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Layer classes whose config carries Python code (bytecode or a function name to resolve).
 _CODE_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
@@ -134,7 +133,7 @@ def _refuse_unsafe_layers(index: ModelIndex, safe_mode: bool) -> None:
 
 
 def _keras_load(path: str, safe_mode: bool) -> Any:
-    import keras
+    keras = kerascompat.import_keras()
 
     try:
         return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
@@ -156,10 +155,7 @@ def rebuild_from_index(index: ModelIndex, *, safe_mode: bool = True) -> Any:
     and the weights are checked against the rebuilt layers' shapes, so a dropped argument that
     mattered shows up as a shape mismatch instead of a silently different model.
     """
-    import keras
-    from keras.src.legacy.saving import saving_utils
-    from keras.src.saving import serialization_lib
-
+    keras = kerascompat.import_keras()
     if index.model_config is None:
         raise ModelNotRunnableError(f"the model has no stored architecture. Received: {index.source}")
     config = copy.deepcopy(dict(index.model_config))
@@ -167,14 +163,9 @@ def rebuild_from_index(index: ModelIndex, *, safe_mode: bool = True) -> Any:
     if not _is_keras3_config(config):
         _renumber_nested_model_nodes(config)
     if _is_keras3_config(config):
-        with serialization_lib.SafeModeScope(safe_mode):
-            model = keras.saving.deserialize_keras_object(config)
+        model = kerascompat.deserialize(config, safe_mode=safe_mode)
     else:
-        from keras.src.legacy.saving import saving_options
-
-        with saving_options.keras_option_scope(use_legacy_config=True), \
-                serialization_lib.SafeModeScope(safe_mode):
-            model = saving_utils.model_from_config(config)
+        model = kerascompat.legacy_model_from_config(config, safe_mode=safe_mode)
     _copy_weights(index, model)
     return model
 

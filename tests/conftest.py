@@ -6,8 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+from inspector.kerascompat import prepare_environment
+
+# The tests' own Keras references run under the same TensorFlow settings as the product
+# (oneDNN unless the environment says otherwise, quiet C++ log); TF_ENABLE_ONEDNN_OPTS=0 exported
+# for the whole run reproduces the CPUs whose TensorFlow has oneDNN off by default.
+prepare_environment()
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -14,6 +14,7 @@ import pytest
 
 from inspector.errors import InputDataError
 from inspector.inputs import InputSpec, load_input, sample_image
+from inspector.kerascompat import call
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,14 +126,14 @@ def test_capture_nested_layers_in_one_pass_matches_keras() -> None:
     acts = capture(model, x, paths)
     assert list(acts) == paths
     # Truth from Keras, layer by layer through the public API.
-    stem_act = np.asarray(keras.Model(model.input, model.get_layer("act").output)(x))
+    stem_act = np.asarray(call(keras.Model(model.input, model.get_layer("act").output), x))
     np.testing.assert_allclose(acts["act"], stem_act, atol=1e-6)
-    c_fn = np.asarray(model.get_layer("inner_fn")(stem_act))
+    c_fn = np.asarray(call(model.get_layer("inner_fn"), stem_act))
     np.testing.assert_allclose(acts["inner_fn/c_fn"], c_fn, atol=1e-5)
     seq = model.get_layer("inner_seq")
     d_in = np.asarray(seq.get_layer("d_in")(seq.get_layer("flat")(c_fn + 1.0)))
     np.testing.assert_allclose(acts["inner_seq/d_in"], d_in, atol=1e-5)
-    np.testing.assert_allclose(acts["inner_seq/d_out"], np.asarray(model(x)), atol=1e-5)
+    np.testing.assert_allclose(acts["inner_seq/d_out"], np.asarray(call(model, x)), atol=1e-5)
     np.testing.assert_array_equal(acts["img"], x)
     only = capture(model, x, ["inner_seq/d_in"])
     assert list(only) == ["inner_seq/d_in"]  # keeps only what was asked for
@@ -157,7 +158,7 @@ def test_capture_channels_first_layout() -> None:
     for name in ("conv", "relu", "pool"):
         np.testing.assert_array_equal(last[name], np.moveaxis(native[name], 1, -1))
     np.testing.assert_array_equal(last["gap"], native["gap"])  # (N, C): nothing to move
-    truth = np.asarray(keras.Model(inp, model.get_layer("pool").output)(x))
+    truth = np.asarray(call(keras.Model(inp, model.get_layer("pool").output), x))
     np.testing.assert_allclose(native["pool"], truth, atol=1e-6)
 
 
@@ -240,7 +241,7 @@ def test_cli_decompose_npz_and_figure(tmp_path: Path, capsys: pytest.CaptureFixt
     assert data["contributions"].shape == (1, 6, 6)
     np.testing.assert_allclose(data["contributions"].sum(0) + data["bias"], data["preactivation"])
     x = load_input("sample", InputSpec((8, 8, 3)))
-    truth = np.asarray(m(x))[0, ..., 5]
+    truth = np.asarray(call(m, x))[0, ..., 5]
     np.testing.assert_allclose(data["output"], truth, atol=1e-5)
     np.testing.assert_allclose(data["preactivation"], truth, atol=1e-5)  # dw is linear
     assert (tmp_path / "d.png").stat().st_size > 1000
@@ -248,7 +249,7 @@ def test_cli_decompose_npz_and_figure(tmp_path: Path, capsys: pytest.CaptureFixt
                "--npz", str(tmp_path / "a.npz"), "-o", str(tmp_path / "a.png")])
     assert rc == 0
     acts = np.load(tmp_path / "a.npz")
-    np.testing.assert_allclose(acts["dw"], np.asarray(m(x)), atol=1e-5)
+    np.testing.assert_allclose(acts["dw"], np.asarray(call(m, x)), atol=1e-5)
     assert (tmp_path / "a-c1.png").exists() and (tmp_path / "a-dw.png").exists()
 
 

@@ -28,6 +28,7 @@ from inspector.filters import (
     input_channel_count,
     output_map_count,
 )
+from inspector.kerascompat import call
 from inspector.selectors import parse_maps, parse_selector
 
 # -- independent reference ---------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def run_case(case: LayerCase, seed: int = 0):
     # Random kernel AND bias: a zero bias would hide bias mistakes.
     layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
     x = rng.normal(size=(2, *case.input_shape)).astype("float32")
-    y = np.asarray(model(x))
+    y = np.asarray(call(model, x))
     return model, layer, x, y
 
 
@@ -318,9 +319,9 @@ def test_dense_image_and_flatten_consumers(channels_first: bool) -> None:
     # Check against Keras: the Dense output equals Σ_c Σ_hw map_c · image_kernel_c + b.
     feats = keras.Model(model.inputs, model.get_layer("conv2").output)
     x = np.random.default_rng(0).normal(size=(2, *model.inputs[0].shape[1:])).astype("float32")
-    maps = np.asarray(feats(x))
+    maps = np.asarray(call(feats, x))
     maps_cl = np.moveaxis(maps, 1, -1) if channels_first else maps
-    y = np.asarray(model(x, training=False))[:, 2]
+    y = np.asarray(call(model, x, training=False))[:, 2]
     ref = np.einsum("bhwc,chw->b", maps_cl.astype(float), image.kernels) + fc.bias
     np.testing.assert_allclose(ref, y, rtol=1e-5, atol=1e-5 * np.abs(y).max())
     # Reverse view: map 1 of conv2 reaches fc through Flatten as rows shaped like the map.

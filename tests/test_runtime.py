@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from inspector.kerascompat import call
+
 pytestmark = pytest.mark.keras
 
 INPUT = (8, 8, 3)
@@ -79,7 +81,7 @@ def test_compat_path_runs_legacy_h5_and_matches_tf_keras(tf_keras_h5: Any) -> No
     path, expected, (x, dw_out) = tf_keras_h5
     with open_model(path) as index:
         model = load_runnable(index)
-    got = np.asarray(model(x))
+    got = np.asarray(call(model, x))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     acts = capture(model, x, ["dw", "inner_seq/d2"])
     np.testing.assert_allclose(acts["dw"], dw_out, rtol=1e-5, atol=1e-5)
@@ -117,7 +119,7 @@ def test_keras_file_and_in_memory_model(tmp_path: Path) -> None:
     model.save(path)
     x = np.ones((1, 6, 6, 2), "float32")
     loaded = load_runnable(path)
-    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(call(loaded, x)), np.asarray(call(model, x)), atol=1e-6)
     assert load_runnable(open_model(model)) is model
     assert load_runnable(model) is model
 

@@ -41,7 +41,7 @@ def _has_display() -> bool:
 
 def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     """The streamlit command line and environment for ``args`` (separate so it can be tested)."""
-    from ..dashboard import MAIN_SCRIPT, MODEL_ENV, default_model
+    from ..dashboard import DEBUG_ENV, MAIN_SCRIPT, MODEL_ENV, default_model
 
     model = args.model
     if model is None:
@@ -51,6 +51,8 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
         model = os.path.abspath(model)  # the server's working directory must not matter
     env = dict(os.environ)
     env[MODEL_ENV] = model
+    if getattr(args, "debug", False):
+        env[DEBUG_ENV] = "1"
     upload_mb = args.max_upload_mb
     if upload_mb is not None:
         env["INSPECTOR_APP_MAX_UPLOAD_MB"] = str(upload_mb)

@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["MAIN_SCRIPT", "MODEL_ENV", "default_model", "sample_models_dir"]
+__all__ = ["DEBUG_ENV", "MAIN_SCRIPT", "MODEL_ENV", "default_model", "sample_models_dir"]
 
 #: The Streamlit script; ``inspector app`` runs ``python -m streamlit run MAIN_SCRIPT -- MODEL``.
 MAIN_SCRIPT = Path(__file__).resolve().with_name("main.py")
@@ -30,6 +30,8 @@ MAIN_SCRIPT = Path(__file__).resolve().with_name("main.py")
 #: Environment variable naming the model to open at start (set by ``inspector app``). Used in
 #: addition to the script argument because AppTest runs the script with pytest's ``sys.argv``.
 MODEL_ENV = "INSPECTOR_APP_MODEL"
+#: Set to "1" by ``inspector --debug app``: TensorFlow's own log lines and warnings reach the terminal.
+DEBUG_ENV = "INSPECTOR_DEBUG"
 
 _SAMPLE_DIR_ENV = "INSPECTOR_SAMPLE_MODELS"
 

@@ -12,11 +12,21 @@ shown the same way, as one line, never as a traceback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import streamlit as st
 
-from inspector.dashboard import loading, page_activations, page_export, page_filters, page_overview, page_weights
+from inspector import kerascompat
+from inspector.dashboard import (
+    DEBUG_ENV,
+    loading,
+    page_activations,
+    page_export,
+    page_filters,
+    page_overview,
+    page_weights,
+)
 from inspector.errors import InspectorError
 from inspector.records import ModelIndex
 
@@ -81,6 +91,7 @@ def model_header(index: ModelIndex) -> None:
 
 
 def main() -> None:
+    kerascompat.set_verbose(os.environ.get(DEBUG_ENV) == "1")
     st.set_page_config(page_title="filter-inspector", layout="wide")
     st.sidebar.title("filter-inspector")
     try:

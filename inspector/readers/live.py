@@ -82,9 +82,9 @@ def _walk_tracked(obj: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, 
 def read_keras_model(model: Any) -> ModelIndex:
     config: dict[str, Any] | None
     try:
-        from keras.saving import serialize_keras_object
+        from ..kerascompat import import_keras
 
-        config = serialize_keras_object(model)
+        config = import_keras().saving.serialize_keras_object(model)
     except Exception:
         config = None
     graph = parse_model_config(config) if isinstance(config, dict) else None
@@ -141,8 +141,8 @@ def read_keras_model(model: Any) -> ModelIndex:
 
 def _keras_version() -> str:
     try:
-        import keras
+        from ..kerascompat import import_keras
 
-        return str(keras.__version__)
+        return str(import_keras().__version__)
     except Exception:
         return "?"
