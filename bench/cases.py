@@ -149,7 +149,7 @@ def compare_in_process(ours: Callable[[], object], baseline: Callable[[], object
 # Baselines: what a user would do with Keras alone to get a per-layer overview of the file.
 _LOAD_SUMMARY = "import sys, keras; m = keras.models.load_model(sys.argv[1], compile=False); m.summary()"
 _WEIGHTS_SUMMARY = "import sys, keras; m = {build}; m.load_weights(sys.argv[1]); m.summary()"
-# A Keras 3 export has no Keras config (FORMATS.md 4.5), so the closest Keras-only overview is
+# A Keras 3 export has no Keras config (docs/formats.md §4.5), so the closest Keras-only overview is
 # loading it as a TFSMLayer and listing its variables.
 _SAVEDMODEL_SUMMARY = (
     "import sys, keras; layer = keras.layers.TFSMLayer(sys.argv[1], call_endpoint='serve')\n"

@@ -9,7 +9,7 @@ which is what the benchmark measures, are the same as with trained weights. File
 are skipped, so an interrupted run can simply be restarted.
 
 Disk use: ResNet50 about 0.5 GB over its four formats, VGG16 about 2.8 GB (the SavedModel holds every
-variable twice, FORMATS.md section 4.4).
+variable twice, docs/formats.md §4.4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Split one output map of a conv-like or Dense layer into per-input-channel contributions.
 
-For output map j and one input sample (FORMATS.md section 5.2, docs/decomposition.md)::
+For output map j and one input sample (docs/formats.md §5.2, docs/decomposition.md)::
 
     preactivation_j = bias_j + Σ_n contribution_n,   contribution_n = xcorr(x[..., c_n], K_n)
 
@@ -152,7 +152,7 @@ def _transpose(xs: np.ndarray, kernels: np.ndarray, strides: tuple[int, ...], di
     for a in range(rank):
         n, k, s, d, out = xs.shape[1 + a], kernels.shape[1 + a], strides[a], dilation[a], out_shape[a]
         k_eff = (k - 1) * d + 1
-        # pb is the "same" pad_before of the forward conv out -> n (0 for valid): FORMATS.md 5.2.
+        # pb is the "same" pad_before of the forward conv out -> n (0 for valid): docs/formats.md §5.2.
         before = max((n - 1) * s + k_eff - out, 0) // 2 if padding == "same" else 0
         befores.append(before)
         sizes.append(max((n - 1) * s + k_eff, before + out))

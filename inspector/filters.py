@@ -2,7 +2,7 @@
 
 A :class:`FilterSet` answers "which input channels does output map j read, and through which
 kernels?" as ``kernels[n] `` = the kernel applied to input channel ``input_channels[n]``, shape
-``(n_inputs_seen, *spatial)``, so that (FORMATS.md section 5.2)
+``(n_inputs_seen, *spatial)``, so that (docs/formats.md §5.2)
 
     y[..., j] = bias + Σ_n xcorr(x[..., input_channels[n]], kernels[n])      (transposed: scatter)
 
@@ -170,7 +170,7 @@ def _groups(layer: LayerRecord, kernel: TensorRef) -> int:
 
 
 def _groups_known(layer: LayerRecord, kernel: TensorRef) -> tuple[int, bool]:
-    """(groups, known): weights-only files do not store groups (FORMATS.md 2)."""
+    """(groups, known): weights-only files do not store groups (docs/formats.md §2)."""
     spec = layer.spec
     if spec is not None and spec.groups:
         return int(spec.groups), True

@@ -2,7 +2,7 @@
 
 The same parser serves ``.keras`` (``config.json``), legacy ``.h5`` (``model_config``), SavedModel
 metadata (``keras_metadata.pb`` / ``saved_model.pb``) and live models (``serialize_keras_object``).
-Facts used here are in FORMATS.md sections 1.3 and 1.5:
+Facts used here are in docs/formats.md §1.3 and §1.5:
 
 * Functional ``model.layers`` includes InputLayers; Sequential excludes its automatic InputLayer.
 * Raw-op nodes (``module`` under ``keras.src.ops``) are not layers: no weights, no HDF5 group.

@@ -1,6 +1,6 @@
 """What Keras layer classes are: their kind, their variable names and order, their kernel spec.
 
-One table serves every reader. Variable orders follow FORMATS.md section 1.4 (verified by value
+One table serves every reader. Variable orders follow docs/formats.md §1.4 (verified by value
 matching for Keras 3); tf.keras 2 names that differ are listed as aliases.
 """
 

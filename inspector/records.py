@@ -117,7 +117,7 @@ class TensorRef:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """The config fields that decide how a kernel is laid out and applied (FORMATS.md section 5).
+    """The config fields that decide how a kernel is laid out and applied (docs/formats.md §5).
 
     Fields a config does not state keep Keras's defaults; ``None`` means the reader could not know
     (weights-only files), as opposed to a default.

@@ -5,9 +5,9 @@ Routes, tried in this order (docs/decomposition.md, "Compatibility path"):
 1. In-memory models: ``index.keras_model`` as is.
 2. ``.keras`` and legacy ``.h5`` files: Keras 3 ``load_model(path, safe_mode=..., compile=False)``.
    ``compile=False`` matters: old files carry Keras 2 optimizer settings (``lr``, ``decay``) that
-   Keras 3 rejects although the model itself is fine (FORMATS.md 3.3).
+   Keras 3 rejects although the model itself is fine (docs/formats.md §3.3).
 3. The compatibility path, for files whose layer configs Keras 3 rejects (tf.keras 2 writes
-   ``groups`` on DepthwiseConv2D, FORMATS.md 3.2) and for SavedModels with tf.keras metadata: the
+   ``groups`` on DepthwiseConv2D, docs/formats.md §3.2) and for SavedModels with tf.keras metadata: the
    model is rebuilt from ``index.model_config`` with every layer's unknown constructor arguments
    dropped, and the weights are copied from the index's tensors layer by layer (``set_weights``).
 

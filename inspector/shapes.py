@@ -1,4 +1,4 @@
-"""Output-shape formulas for layers whose output shape no consumer recorded (FORMATS.md 5.3).
+"""Output-shape formulas for layers whose output shape no consumer recorded (docs/formats.md §5.3).
 
 Only exact formulas live here; a layer we have no formula for keeps an unknown (``None``) shape
 rather than a guess.

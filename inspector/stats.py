@@ -380,7 +380,7 @@ class FilterHealth:
     """Per-output-map health of one filter layer.
 
     ``map_norms[j]`` is the L2 norm of everything that feeds map ``j`` (for separable layers the
-    effective kernel ``K_eff``; FORMATS.md 5.2). ``channel_norms[i, j]`` is the L2 norm of the part of
+    effective kernel ``K_eff``; docs/formats.md §5.2). ``channel_norms[i, j]`` is the L2 norm of the part of
     map ``j``'s kernel that reads input channel ``i`` (Dense: ``|w[i, j]|``); when the matrix would
     exceed ``max_matrix_cells`` it is pooled: cell ``(I, J)`` is the exact L2 norm of the block
     ``channel_block[0]`` channels × ``channel_block[1]`` maps.
@@ -504,7 +504,7 @@ def _layout(layer: LayerRecord, chunk_bytes: int) -> _Layout:
         return _Layout(n, 1, c_in, c_in, np.arange(n, dtype=np.int64) // mult, "kernel", dw_blocks(),
                        math.prod(shape[:-2]))
     if layer.kind is LayerKind.TRANSPOSE:
-        n, c_in = shape[-2], shape[-1]  # (*k, C_out, C_in): reversed (FORMATS.md 5.2)
+        n, c_in = shape[-2], shape[-1]  # (*k, C_out, C_in): reversed (docs/formats.md §5.2)
 
         def tr_blocks() -> Iterator[tuple[np.ndarray, int]]:
             for chunk, *_ in chunks(ndim - 3):

@@ -1,10 +1,10 @@
-"""Build tiny real legacy ``.h5`` files with each writer of FORMATS.md section 3 (used by test_legacy_h5.py).
+"""Build tiny real legacy ``.h5`` files with each writer of docs/formats.md §3 (used by test_legacy_h5.py).
 
 Writers:
   * Keras 3.15 ``model.save('x.h5')`` (legacy path) and, for comparison, ``model.save('x.keras')``
   * tf_keras 2.21 ``model.save('x.h5')`` and ``model.save_weights('x.h5')``
   * a Keras 2.0.5-era file, written here with h5py from a real tf_keras model's config and weights in the
-    2.0.5 layout of FORMATS.md 3.3: ``"class_name": "Model"``, fixed-length bytes attributes, empty float64
+    2.0.5 layout of docs/formats.md §3.3: ``"class_name": "Model"``, fixed-length bytes attributes, empty float64
     ``weight_names`` for weightless layers, scope-suffixed weight paths (``conv2d_1/conv2d_1_1/kernel:0``),
     a Keras 2 ``training_config`` and generic ``optimizer_weights``.
 
@@ -202,7 +202,7 @@ def save_tf_keras(kind: str, directory: Path, weights_only: bool = False) -> tup
 
 
 def keras205_model() -> Any:
-    """The kind of small Functional CNN FORMATS.md 3.3 describes, with Keras 2.0-style auto names."""
+    """The kind of small Functional CNN docs/formats.md §3.3 describes, with Keras 2.0-style auto names."""
     import tf_keras
     from tf_keras import layers as L
 

@@ -1,4 +1,4 @@
-"""Build tiny real SavedModels with each writer of FORMATS.md section 4 (used by test_savedmodel.py).
+"""Build tiny real SavedModels with each writer of docs/formats.md §4 (used by test_savedmodel.py).
 
 Writers:
   (a) Keras 3 ``model.export(dir)``
@@ -83,7 +83,7 @@ def _reference(model: Any, keras_module: Any) -> ModelRef:
             for var in layer.weights:
                 name = _short_name(var.name)
                 if name == "depthwise_kernel" and type(layer).__name__ == "DepthwiseConv2D":
-                    name = "kernel"  # the index uses Keras 3 names (FORMATS.md 1.6)
+                    name = "kernel"  # the index uses Keras 3 names (docs/formats.md §1.6)
                 weights[name] = np.array(var.numpy())
                 flags[name] = id(var) in trainable_ids
             ref.layers[path] = LayerRef(path, type(layer).__name__, int(layer.count_params()), weights, flags)

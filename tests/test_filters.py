@@ -3,7 +3,7 @@
 The reference is independent of inspector: single-channel cross-correlation with
 ``scipy.signal.correlate(mode="valid")`` on a manually (TF-style) padded input, subsampled by the
 stride, with the kernel dilated by inserting zeros; transposed convs by scattering
-``out[p·s + q·d − pb] += x[p]·w[q]`` (FORMATS.md 5.2). Only the FilterSets (kernels, input channels,
+``out[p·s + q·d − pb] += x[p]·w[q]`` (docs/formats.md §5.2). Only the FilterSets (kernels, input channels,
 bias) decide which input channels and which kernels are used.
 """
 
@@ -42,7 +42,7 @@ def _dilate(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
 
 
 def xcorr(x: np.ndarray, w: np.ndarray, s: tuple[int, ...], d: tuple[int, ...], padding: str) -> np.ndarray:
-    """Single-channel N-D cross-correlation with TF padding rules (FORMATS.md 5.3)."""
+    """Single-channel N-D cross-correlation with TF padding rules (docs/formats.md §5.3)."""
     pads = []
     for n, k, ss, dd in zip(x.shape, w.shape, s, d, strict=True):
         k_eff = (k - 1) * dd + 1

@@ -1,4 +1,4 @@
-"""The index agrees with Keras for every zoo model in every format (FORMATS.md 1-4).
+"""The index agrees with Keras for every zoo model in every format (docs/formats.md §1-4).
 
 Ground truth comes from the live model (``count_params()``, ``trainable_weights``, variable values);
 the index under test is built from the saved files without TensorFlow.

@@ -1,5 +1,5 @@
 """Legacy HDF5 reader: real tiny models saved by Keras 3, tf_keras 2 and in the Keras 2.0.5 layout,
-read back and compared with what the live Keras model says (FORMATS.md section 3)."""
+read back and compared with what the live Keras model says (docs/formats.md §3)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The pure-Python SavedModel reader against Keras and TensorFlow themselves.
 
-Each writer of FORMATS.md section 4 saves the same tiny model (Conv2D without bias, BN, DepthwiseConv2D
+Each writer of docs/formats.md §4 saves the same tiny model (Conv2D without bias, BN, DepthwiseConv2D
 M=2, SeparableConv2D, GAP, Dropout (Keras 3 only), a frozen Dense, nested Sequential) into pytest's tmp
 dirs; the index must agree with the live model (paths, classes where recoverable, shapes, count_params, trainable split,
 exact values) and with ``tf.train.load_checkpoint`` (every key, shape, dtype and value).

@@ -178,7 +178,7 @@ def test_planted_nan_inf_are_counted(saved: dict[str, Any]) -> None:
 
 # -- filter health --------------------------------------------------------------------------------------
 def _expected_maps(kind: str, ws: list[np.ndarray], groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(channel × map norm matrix, map vectors over all input channels), written per kind from FORMATS 5.2."""
+    """(channel × map norm matrix, map vectors over all input channels), written per kind from docs/formats.md §5.2."""
     k = ws[0].astype(np.float64)
     if kind == "conv":
         cin_g, n = k.shape[-2], k.shape[-1]

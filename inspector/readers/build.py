@@ -47,7 +47,7 @@ def _make_refs(class_name: str | None, config: Mapping[str, object], raws: Seque
             trainable = False
         elif custom or layer_trainable is None:
             # A custom layer's own weights may be non-trainable (add_weight(trainable=False)); the
-            # config cannot tell, so we say unknown rather than guess (FORMATS.md 1.4).
+            # config cannot tell, so we say unknown rather than guess (docs/formats.md §1.4).
             trainable = None
         else:
             trainable = name.rsplit("/", 1)[-1] not in frozen

@@ -1,6 +1,6 @@
 """Lazy tensors backed by HDF5 datasets.
 
-Keras writes every weight dataset contiguous and uncompressed (FORMATS.md 1.2), so a dataset's bytes
+Keras writes every weight dataset contiguous and uncompressed (docs/formats.md §1.2), so a dataset's bytes
 are a C-order array at a fixed file offset. We record that offset while indexing and read later with
 plain file reads (whole tensor) or a memory map (a slice), which touches only the pages the slice
 needs and lets the HDF5 file be closed right after indexing. Datasets that are chunked or filtered

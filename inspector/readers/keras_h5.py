@@ -1,6 +1,6 @@
 """Walk a Keras 3 weights HDF5 tree (``model.weights.h5`` in ``.keras``, and ``.weights.h5``).
 
-Layout (FORMATS.md 1.3): ``layers/<grp>/vars/<i>``; nested models ``layers/<grp>/layers/<grp2>/...``;
+Layout (docs/formats.md §1.3): ``layers/<grp>/vars/<i>``; nested models ``layers/<grp>/layers/<grp2>/...``;
 sub-layers in attribute groups (``cell/vars``, ``forward_layer/cell/vars``, ``query_dense/vars``);
 ``optimizer/vars`` is optimizer state, never a layer. Group names are class-derived, not layer names;
 from Keras 3.6 each ``vars`` group carries the layer name as attribute ``name``.

@@ -1,6 +1,6 @@
 """Legacy Keras HDF5 files: full models (``model.save('x.h5')``) and Keras 2 ``save_weights('x.h5')``.
 
-Layout (FORMATS.md section 3):
+Layout (docs/formats.md §3):
 
 * Full model: root attributes ``keras_version``, ``backend``, ``model_config`` (JSON), maybe
   ``training_config``; group ``model_weights`` with attribute ``layer_names`` (``model.layers`` order)

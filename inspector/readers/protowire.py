@@ -1,6 +1,6 @@
 """A minimal protobuf wire-format decoder, so SavedModel files can be read without the ``protobuf`` package.
 
-Only decoding is needed, and only of the few messages FORMATS.md section 4.3 names. A :class:`Message`
+Only decoding is needed, and only of the few messages docs/formats.md §4.3 names. A :class:`Message`
 splits one serialized message into its fields once (a flat scan; nested messages stay as byte slices
 and are decoded only when asked for), so skipping a large field such as a ``GraphDef`` costs a slice,
 not a parse.

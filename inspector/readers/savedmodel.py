@@ -1,6 +1,6 @@
 """TensorFlow SavedModel directories, read in pure Python (no TensorFlow, no ``protobuf`` package).
 
-What each writer leaves behind (FORMATS.md section 4):
+What each writer leaves behind (docs/formats.md §4):
 
 * Keras layer metadata (tf_keras 2 ``model.save(dir)``: ``keras_metadata.pb``; TF <= 2.4: the same
   JSON in ``saved_model.pb`` ``SavedUserObject.metadata``). The root node's JSON is the full model
@@ -358,7 +358,7 @@ class _MetadataIndexer:
 
 
 def _in_save_order(class_name: str, config: Mapping[str, Any], raws: list[RawTensor]) -> list[RawTensor]:
-    """Reorder a layer's variables to Keras's save order (FORMATS.md 1.4) when the names allow it."""
+    """Reorder a layer's variables to Keras's save order (docs/formats.md §1.4) when the names allow it."""
     short = class_name.rsplit(">", 1)[-1]
     names = [canonical_weight_name(short, r.stored_name or "") for r in raws]
     order = variable_names(short, config, len(raws))

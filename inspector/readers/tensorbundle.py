@@ -1,6 +1,6 @@
 """Read a TensorFlow checkpoint (TensorBundle) without TensorFlow: ``variables.index`` + data shards.
 
-Layout (FORMATS.md 4.3):
+Layout (docs/formats.md §4.3):
 
 * ``<prefix>.index`` is a LevelDB-format SSTable. A 48-byte footer ends in the magic number
   ``0xdb4775248b80fb57`` and holds the handles (varint offset, varint size) of the metaindex block and
@@ -311,7 +311,7 @@ class TrackableNode:
 
 
 def parse_object_graph(blob: bytes) -> list[TrackableNode]:
-    """Decode a serialized TrackableObjectGraph (``nodes=1``; FORMATS.md 4.3)."""
+    """Decode a serialized TrackableObjectGraph (``nodes=1``; docs/formats.md §4.3)."""
     nodes = []
     for node_id, node in enumerate(Message(blob).messages(1)):
         children = [(child.string(2), child.int(1)) for child in node.messages(1)]

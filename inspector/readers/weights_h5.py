@@ -1,4 +1,4 @@
-"""Keras 3 ``save_weights`` files: ``.weights.h5`` and sharded ``.weights.json`` (FORMATS.md 2).
+"""Keras 3 ``save_weights`` files: ``.weights.h5`` and sharded ``.weights.json`` (docs/formats.md §2).
 
 No architecture is stored: layers are named by the ``vars`` ``name`` attribute (Keras >= 3.6) or by
 group, kinds come from the class-derived group names and are marked inferred.

@@ -2,7 +2,7 @@
 
 h5py accepts any file-like object, but ``zipfile.ZipExtFile`` seeks backwards by re-reading the
 member from its start, so h5py on it reads hundreds of MB to open a large ``.keras`` file
-(FORMATS.md 1.2). A stored member is a plain byte range of the archive, so we hand h5py that range.
+(docs/formats.md §1.2). A stored member is a plain byte range of the archive, so we hand h5py that range.
 """
 
 from __future__ import annotations
