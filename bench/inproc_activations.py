@@ -1,8 +1,12 @@
 """In-process benchmark: activations of every ResNet50 layer vs a plain ``model(x)``.
 
-Run: ``.venv/bin/python bench/inproc_activations.py [--runs 7]``. Prints one JSON object:
-``{"ours_s", "baseline_s", "ratio", ...}`` (medians after a warm-up of each). ``weights=None``: no
-download; random weights cost exactly what trained ones do.
+Run: ``.venv/bin/python bench/inproc_activations.py [--runs 7] [--data-format channels_first]``. Prints
+one JSON object: ``{"ours_s", "baseline_s", "ratio", ...}`` (medians after a warm-up of each).
+``weights=None``: no download; random weights cost exactly what trained ones do.
+
+Both sides go through :func:`inspector.kerascompat.call`, so on a CPU without an eager kernel for a
+layer (channels_first with oneDNN off) both take the XLA fallback: ``bench/onednn.py`` runs this
+script with oneDNN on and off to price it.
 """
 
 from __future__ import annotations
@@ -13,25 +17,27 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last")
     args = parser.parse_args()
 
-    import keras
     import numpy as np
 
+    from inspector import kerascompat
     from inspector.activations import capture, layer_paths
 
-    model = keras.applications.ResNet50(weights=None)
-    x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32) * 255.0
+    keras = kerascompat.import_keras()
+    keras.config.set_image_data_format(args.data_format)
+    shape = (1, 224, 224, 3) if args.data_format == "channels_last" else (1, 3, 224, 224)
+    model = keras.applications.ResNet50(weights=None, input_shape=shape[1:])
+    x = np.random.default_rng(0).random(shape, dtype=np.float32) * 255.0
     paths = layer_paths(model)
 
     def baseline() -> None:
-        np.asarray(model(x))  # include the device->host copy of the result, as ours does
+        np.asarray(kerascompat.call(model, x))  # include the device->host copy of the result, as ours does
 
     def ours() -> None:
         capture(model, x, paths)
@@ -55,6 +61,8 @@ def main() -> None:
         "ratio": round(our / base, 3),
         "ratio_of_minima": round(min(our_times) / min(base_times), 3),
         "layers": len(paths),
+        "data_format": args.data_format,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "runs": args.runs,
         "ours_all_s": [round(t, 4) for t in our_times],
         "baseline_all_s": [round(t, 4) for t in base_times],
