@@ -14,45 +14,40 @@ layers' kernels that read map j. No Keras/TensorFlow import here: this works on 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from .errors import NotAFilterLayerError, SelectionError, describe_received
-from .records import FILTER_KINDS, LayerKind, LayerRecord, ModelIndex, TensorRef
+from .errors import SelectionError, describe_received
+from .graph import (
+    CHANNEL_PRESERVING,
+    GLOBAL_POOLING,
+    MERGE_LAYERS,
+    POSITION_PRESERVING,
+    bn_fold_plan,
+    tensor_channels_first,
+)
+from .layouts import DenseLayout, Layout, Stage, layout_of, stages_for
+from .records import LayerKind, LayerRecord, ModelIndex
 
 __all__ = [
-    "BN_CLASSES",
     "BNFold",
     "ConsumerSlice",
     "FilterSet",
     "MapConsumers",
     "SortOrder",
     "Stage",
-    "bn_affine",
-    "bn_on_channel_axis",
     "consumers_of_map",
-    "default_stage",
     "filters_for_layer",
     "filters_for_map",
     "filters_for_maps",
     "input_channel_count",
     "output_map_count",
-    "output_rank",
     "stages_for",
 ]
-
-
-class Stage(StrEnum):
-    """Which kernel of a layer a FilterSet shows."""
-
-    KERNEL = "kernel"  # the layer's own kernel (conv, depthwise, transpose, dense)
-    EFFECTIVE = "effective"  # separable: depthwise ∘ pointwise as one conv kernel (exact)
-    DEPTHWISE = "depthwise"  # separable: the depthwise stage; maps are the C_in·M intermediate channels
-    POINTWISE = "pointwise"  # separable: the 1×1 stage reading the intermediate channels
 
 
 class SortOrder(StrEnum):
@@ -67,28 +62,6 @@ class BNFold(StrEnum):
     AFTER = "after"  # BN reading this layer's output: always exact when it applies
     BEFORE = "before"  # BN feeding this layer: exact only without zero padding at the borders
     BOTH = "both"
-
-
-BN_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
-
-# Layers whose output channel c is computed from input channel c alone (or is input channel c), so
-# "map j" keeps its index through them. Softmax, LayerNormalization etc. mix channels and stop the walk.
-_CHANNEL_PRESERVING = frozenset({
-    "BatchNormalization", "SyncBatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU",
-    "ThresholdedReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity", "Rescaling",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-    "AveragePooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
-    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D",
-})
-_GLOBAL_POOLING = frozenset({
-    f"Global{op}Pooling{d}D" for op in ("Average", "Max") for d in (1, 2, 3)
-} | {f"Global{op}Pool{d}D" for op in ("Avg", "Max") for d in (1, 2, 3)})
-_MERGE = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
-# Between Flatten and Dense only layers that keep every position where it is.
-_POSITION_PRESERVING = frozenset({"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                                  "ActivityRegularization", "Identity", "Activation", "ReLU"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,176 +127,24 @@ class FilterSet:
 
 # -- counts ------------------------------------------------------------------------------------------
 
-def _require_filter_layer(layer: LayerRecord) -> TensorRef:
-    kernel = layer.kernel
-    if layer.kind not in FILTER_KINDS or kernel is None:
-        what = layer.class_name or "unknown class"
-        raise NotAFilterLayerError(
-            f"layer {layer.path!r} ({what}) has no kernel to slice into filters; filters exist for Conv1D/2D/3D, "
-            "DepthwiseConv, SeparableConv, Conv*Transpose and Dense layers. "
-            f"Received: {describe_received(layer.path)}")
-    return kernel
-
-
-def _groups(layer: LayerRecord, kernel: TensorRef) -> int:
-    return _groups_known(layer, kernel)[0]
-
-
-def _groups_known(layer: LayerRecord, kernel: TensorRef) -> tuple[int, bool]:
-    """(groups, known): weights-only files do not store groups (docs/formats.md §2)."""
-    spec = layer.spec
-    if spec is not None and spec.groups:
-        return int(spec.groups), True
-    # The producer's channel count tells, when the file recorded it.
-    c_in = _channels_of(layer.input_shape, layer.spec.channels_first if layer.spec else False)
-    if c_in and c_in % kernel.shape[-2] == 0:
-        return c_in // kernel.shape[-2], True
-    return 1, False
-
-
-def _channels_of(shape: Any, channels_first: bool) -> int | None:
-    if not isinstance(shape, tuple) or len(shape) < 2:
-        return None
-    dim = shape[1] if channels_first else shape[-1]
-    return int(dim) if isinstance(dim, int) else None
-
-
-def stages_for(layer: LayerRecord) -> tuple[Stage, ...]:
-    """The stages a layer can show; the first is the default."""
-    if layer.kind is LayerKind.SEPARABLE:
-        return (Stage.EFFECTIVE, Stage.DEPTHWISE, Stage.POINTWISE)
-    return (Stage.KERNEL,)
-
-
-def default_stage(layer: LayerRecord) -> Stage:
-    return stages_for(layer)[0]
-
-
-def _stage(layer: LayerRecord, stage: str | None) -> Stage:
-    allowed = stages_for(layer)
-    if stage is None:
-        return allowed[0]
-    # Depthwise layers: "depthwise" is a natural name for their only kernel.
-    if layer.kind is LayerKind.DEPTHWISE and stage == Stage.DEPTHWISE:
-        return Stage.KERNEL
-    try:
-        chosen = Stage(stage)
-    except ValueError:
-        chosen = None
-    if chosen not in allowed:
-        raise SelectionError(
-            f"stage {stage!r} does not exist for layer {layer.path!r} ({layer.class_name}); accepted: "
-            f"{', '.join(allowed)}. Received: {describe_received(stage)}")
-    return chosen  # type: ignore[return-value]
-
-
 def output_map_count(layer: LayerRecord, stage: str | None = None) -> int:
     """How many output maps (channels / units) the layer (or a separable stage) produces."""
-    kernel = _require_filter_layer(layer)
-    st = _stage(layer, stage)
-    match layer.kind:
-        case LayerKind.CONV | LayerKind.DENSE:
-            return kernel.shape[-1]
-        case LayerKind.DEPTHWISE:
-            return kernel.shape[-2] * kernel.shape[-1]
-        case LayerKind.TRANSPOSE:
-            return kernel.shape[-2]
-        case LayerKind.SEPARABLE:
-            if st is Stage.DEPTHWISE:
-                return kernel.shape[-2] * kernel.shape[-1]
-            return _pointwise(layer).shape[-1]
-    raise AssertionError(layer.kind)  # pragma: no cover
+    return layout_of(layer, stage).n_maps
 
 
 def input_channel_count(layer: LayerRecord) -> int:
     """How many input channels (or input units) the layer reads."""
-    kernel = _require_filter_layer(layer)
-    match layer.kind:
-        case LayerKind.CONV:
-            return kernel.shape[-2] * _groups(layer, kernel)
-        case LayerKind.DEPTHWISE | LayerKind.SEPARABLE:
-            return kernel.shape[-2]
-        case LayerKind.TRANSPOSE:
-            return kernel.shape[-1]
-        case LayerKind.DENSE:
-            return kernel.shape[0]
-    raise AssertionError(layer.kind)  # pragma: no cover
-
-
-def _pointwise(layer: LayerRecord) -> TensorRef:
-    ref = layer.weight("pointwise_kernel")
-    if ref is None:
-        raise NotAFilterLayerError(
-            f"separable layer {layer.path!r} has no pointwise kernel in this file; expected weights "
-            f"depthwise_kernel and pointwise_kernel. Received: {[w.name for w in layer.weights]}")
-    return ref
+    return layout_of(layer).n_inputs
 
 
 # -- slicing -----------------------------------------------------------------------------------------
-
-def _f64(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
-
 
 def _scalar(a: np.ndarray) -> float:
     return float(np.asarray(a, dtype=np.float64))
 
 
-_COLUMN_CHUNK = 2048  # rows per read of a Dense column
-
-
-def _dense_column(kernel: TensorRef, j: int) -> np.ndarray:
-    """Column j of a (rows, units) kernel, read in row blocks.
-
-    A column is strided across the whole tensor (one value per row), so a single memory-mapped read
-    touches a page per row at once; blocks keep the mapped working set small (VGG16 fc1: 25088 rows
-    of 16 KB).
-    """
-    rows = kernel.shape[0]
-    if rows <= _COLUMN_CHUNK:
-        return _f64(kernel.read((slice(None), j)))
-    return np.concatenate([_f64(kernel.read((slice(r, min(r + _COLUMN_CHUNK, rows)), j)))
-                           for r in range(0, rows, _COLUMN_CHUNK)])
-
-
-def _raw_slice(layer: LayerRecord, j: int, stage: Stage) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(kernels, input_channels, has_bias) for map j, reading only that map's bytes."""
-    kernel = _require_filter_layer(layer)
-    has_bias = layer.bias is not None
-    match layer.kind:
-        case LayerKind.CONV:
-            groups = _groups(layer, kernel)
-            per_group_in, c_out = kernel.shape[-2], kernel.shape[-1]
-            g = j // (c_out // groups)
-            k = _f64(kernel.read((..., j)))  # (*k, C_in/g)
-            return np.moveaxis(k, -1, 0), np.arange(g * per_group_in, (g + 1) * per_group_in), has_bias
-        case LayerKind.DEPTHWISE:
-            i, m = divmod(j, kernel.shape[-1])  # output map i·M + m reads input channel i only
-            return _f64(kernel.read((..., i, m)))[None], np.array([i]), has_bias
-        case LayerKind.TRANSPOSE:
-            k = _f64(kernel.read((..., j, slice(None))))  # kernel is (*k, C_out, C_in)
-            return np.moveaxis(k, -1, 0), np.arange(kernel.shape[-1]), has_bias
-        case LayerKind.DENSE:
-            return _dense_column(kernel, j), np.arange(kernel.shape[0]), has_bias
-        case LayerKind.SEPARABLE:
-            c_in, mult = kernel.shape[-2], kernel.shape[-1]
-            if stage is Stage.DEPTHWISE:
-                i, m = divmod(j, mult)
-                # The separable bias is added after the pointwise stage, so this stage has none.
-                return _f64(kernel.read((..., i, m)))[None], np.array([i]), False
-            pw = _pointwise(layer)
-            column = _f64(pw.read((..., j))).reshape(c_in * mult)  # P[i·M+m, j]
-            if stage is Stage.POINTWISE:
-                k = column.reshape(c_in * mult, *pw.shape[:-2])  # keep the 1×1 spatial axes
-                return k, np.arange(c_in * mult), has_bias
-            depthwise = _f64(kernel.read())  # every input channel feeds map j: all of D is needed
-            k_eff = np.einsum("...im,im->i...", depthwise, column.reshape(c_in, mult))
-            return k_eff, np.arange(c_in), has_bias
-    raise AssertionError(layer.kind)  # pragma: no cover
-
-
-def _check_map(layer: LayerRecord, j: Any, stage: Stage) -> int:
-    count = output_map_count(layer, stage)
+def _check_map(layer: LayerRecord, lay: Layout, j: Any) -> int:
+    count = lay.n_maps
     if isinstance(j, bool) or not isinstance(j, (int, np.integer)):
         raise SelectionError(f"a map index must be an integer; accepted: 0-{count - 1} for layer "
                              f"{layer.path!r}. Received: {describe_received(j)}")
@@ -364,36 +185,42 @@ def filters_for_map(layer: LayerRecord | str, j: int, *, index: ModelIndex | Non
     ``stage`` picks a separable layer's ``effective`` (default), ``depthwise`` or ``pointwise`` kernel.
     """
     rec = _resolve(layer, index)
-    st = _stage(rec, stage)
-    j = _check_map(rec, j, st)
+    lay = layout_of(rec, stage)
+    st = lay.stage
+    j = _check_map(rec, lay, j)
     mode = _fold_mode(fold_bn)
-    kernels, channels, has_bias = _raw_slice(rec, j, st)
+    kernels, channels = lay.map_kernels(j), lay.map_channels(j)
     bias: float | None = None
-    if has_bias and rec.bias is not None:
+    if lay.has_bias and rec.bias is not None:
         bias = _scalar(rec.bias.read((j,)))
     notes: list[str] = []
-    if rec.kind is LayerKind.CONV and not _groups_known(rec, rec.kernel)[1]:  # type: ignore[arg-type]
+    if rec.kind is LayerKind.CONV and not lay.groups_known:
         notes.append("groups unknown (weights-only file): input channel indices assume groups=1")
     folded = False
     if mode in (BNFold.BEFORE, BNFold.BOTH):
-        kernels, bias, note = _fold_before(rec, index, st, kernels, channels, bias)
-        notes.append(note)
+        plan = bn_fold_plan(index, rec, "before", stage=st).require()
+        scale, shift = plan.affine(None)
+        s, t = scale[channels], shift[channels]
+        # conv(s·x + t) = conv_{K·s}(x) + Σ_i t_i·ΣK_i: a constant only where no tap reads padding.
+        extra = float(np.sum(t * kernels.reshape(len(kernels), -1).sum(axis=1)))
+        kernels = kernels * s.reshape((-1,) + (1,) * (kernels.ndim - 1))
+        bias = (0.0 if bias is None else bias) + extra
+        notes.append(f"folded {plan.bn_path} (before)")
         folded = True
     if mode in (BNFold.AFTER, BNFold.BOTH):
-        kernels, bias, note = _fold_after(rec, index, st, j, kernels, bias)
-        notes.append(note)
+        plan = bn_fold_plan(index, rec, "after", stage=st).require()
+        scale, shift = (_scalar(v) for v in plan.affine((j,)))
+        kernels = kernels * scale
+        bias = (0.0 if bias is None else bias) * scale + shift  # (b − μ)·s + β
+        notes.append(f"folded {plan.bn_path} (after): kernel·{scale:.6g}, bias→(b−μ)·s+β")
         folded = True
     image_shape, image_axis = (None, -1)
     if rec.kind is LayerKind.DENSE and index is not None:
         image_shape, image_axis = _dense_image(rec, index)
-    kernel = rec.kernel
     fs = FilterSet(
         layer_path=rec.path, kind=rec.kind, map_index=j, kernels=np.ascontiguousarray(kernels),
         input_channels=np.asarray(channels, dtype=np.int64), bias=bias, stage=str(st), bn_folded=folded,
-        class_name=rec.class_name,
-        kernel_shape=(_pointwise(rec).shape if st is Stage.POINTWISE else kernel.shape) if kernel else (),
-        n_inputs_total=(kernel.shape[-2] * kernel.shape[-1]) if st is Stage.POINTWISE and kernel
-        else input_channel_count(rec),
+        class_name=rec.class_name, kernel_shape=lay.kernel.shape, n_inputs_total=lay.n_inputs,
         image_shape=image_shape, image_channel_axis=image_axis, notes=tuple(notes),
     )
     return _sorted(fs, sort)
@@ -410,14 +237,19 @@ def _sorted(fs: FilterSet, sort: str | None) -> FilterSet:
                    sorted_by=SortOrder.NORM)
 
 
-def filters_for_maps(layer: LayerRecord | str, maps: Sequence[int] | str | None = None, **options: Any,
+def filters_for_maps(layer: LayerRecord | str, maps: Iterable[int] | None = None, **options: Any,
                      ) -> list[FilterSet]:
-    """FilterSets for several maps; ``maps`` is a list or a selection string (``'0-7,12'``, ``None`` = all)."""
-    from .selectors import parse_maps
+    """FilterSets for several maps; ``maps`` is a list of map indices (``None`` = all).
 
+    Selection strings (``'0-7,12'``) are CLI syntax: parse them with
+    :func:`inspector.selectors.parse_maps` and pass the resolved list.
+    """
     rec = _resolve(layer, options.get("index"))
-    if maps is None or isinstance(maps, str):
-        indices = parse_maps(maps).resolve(output_map_count(rec, options.get("stage")), layer=rec.path)
+    if maps is None:
+        indices: list[int] = list(range(output_map_count(rec, options.get("stage"))))
+    elif isinstance(maps, str):
+        raise SelectionError(f"filters_for_maps takes a list of map indices; parse a selection string with "
+                             f"inspector.selectors.parse_maps(text).resolve(count). Received: {maps!r}")
     else:
         indices = list(maps)
     return [filters_for_map(rec, j, **options) for j in indices]
@@ -428,138 +260,6 @@ def filters_for_layer(layer: LayerRecord | str, **options: Any) -> list[FilterSe
     return filters_for_maps(layer, None, **options)
 
 
-# -- BatchNormalization folding ------------------------------------------------------------------------
-
-def bn_on_channel_axis(bn: LayerRecord, channels_first: bool, ndim: int | None) -> bool:
-    """True when the BN normalises the channel axis, the only case in which folding it is exact."""
-    axis = bn.config.get("axis", -1)
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            return False
-        axis = axis[0]
-    axis = int(axis)
-    want = 1 if channels_first else -1
-    if axis == want:
-        return True
-    return ndim is not None and axis % ndim == want % ndim
-
-
-def bn_affine(bn: LayerRecord, idx: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (scale, shift) with BN(x) = x·scale + shift, read at ``idx`` only."""
-    eps = float(bn.config.get("epsilon", 1e-3))
-
-    def get(name: str, default: float) -> np.ndarray:
-        ref = bn.weight(name)
-        if ref is None:
-            if name in ("moving_mean", "moving_variance"):
-                raise NotAFilterLayerError(
-                    f"BatchNormalization {bn.path!r} has no {name} in this file, so it cannot be folded; "
-                    f"expected gamma/beta/moving_mean/moving_variance. Received: {[w.name for w in bn.weights]}")
-            return np.asarray(default, dtype=np.float64)
-        return _f64(ref.read(idx))
-
-    scale = get("gamma", 1.0) / np.sqrt(get("moving_variance", 1.0) + eps)
-    return scale, get("beta", 0.0) - get("moving_mean", 0.0) * scale
-
-
-def output_rank(layer: LayerRecord) -> int | None:
-    """Number of axes of the layer's output (batch included), when known."""
-    shape = layer.output_shape
-    if isinstance(shape, tuple):
-        return len(shape)
-    return None if layer.spec is None or layer.kind is LayerKind.DENSE else layer.spec.rank + 2
-
-
-def _fold_after(layer: LayerRecord, index: ModelIndex | None, stage: Stage, j: int, kernels: np.ndarray,
-                bias: float | None) -> tuple[np.ndarray, float, str]:
-    why = f"cannot fold BatchNormalization after {layer.path!r}"
-    if index is None:
-        raise SelectionError(f"{why}: folding needs the model graph; pass index=... Received: fold_bn=True")
-    if stage is Stage.DEPTHWISE:
-        raise SelectionError(f"{why}: the BN follows the pointwise stage, not the depthwise one; accepted "
-                             f"stages: effective, pointwise. Received: stage={str(stage)!r}")
-    bns = [c for c in index.consumers(layer.path) if c.class_name in BN_CLASSES]
-    if not bns:
-        readers = ", ".join(f"{c.path} ({c.class_name})" for c in index.consumers(layer.path)) or "none"
-        raise SelectionError(f"{why}: no BatchNormalization reads its output directly (its consumers: "
-                             f"{readers}); folding applies only to conv → BN. Received: fold_bn=True")
-    bn = bns[0]
-    act = layer.spec.activation if layer.spec else None
-    if layer.spec is None or act is None:
-        raise SelectionError(f"{why}: this file does not record its activation, so BN(act(conv)) cannot be "
-                             f"ruled out; folding needs a known activation='linear'. Received: activation=unknown")
-    if act != "linear":
-        raise SelectionError(f"{why}: its activation {act!r} is applied before the BN, so BN(act(conv)) is not "
-                             f"a conv; folding needs activation='linear'. Received: activation={act!r}")
-    cf = layer.spec.channels_first
-    if not bn_on_channel_axis(bn, cf, output_rank(layer)):
-        raise SelectionError(f"{why}: BN {bn.path!r} normalises axis {bn.config.get('axis')!r}, not the channel "
-                             f"axis ({'1' if cf else '-1'}), so it is not a per-map scale. "
-                             f"Received: axis={bn.config.get('axis')!r}")
-    scale, shift = (_scalar(v) for v in bn_affine(bn, (j,)))
-    new_bias = (0.0 if bias is None else bias) * scale + shift  # (b − μ)·s + β
-    return kernels * scale, new_bias, f"folded {bn.path} (after): kernel·{scale:.6g}, bias→(b−μ)·s+β"
-
-
-def _fold_before(layer: LayerRecord, index: ModelIndex | None, stage: Stage, kernels: np.ndarray,
-                 channels: np.ndarray, bias: float | None) -> tuple[np.ndarray, float, str]:
-    why = f"cannot fold a BatchNormalization before {layer.path!r}"
-    if index is None:
-        raise SelectionError(f"{why}: folding needs the model graph; pass index=... Received: fold_bn='before'")
-    if layer.kind is LayerKind.TRANSPOSE or stage in (Stage.DEPTHWISE, Stage.POINTWISE):
-        raise SelectionError(f"{why}: the BN shift would not be a constant per output position for this "
-                             f"kind/stage; accepted: conv, depthwise, separable (effective) and dense. "
-                             f"Received: {layer.class_name} stage {str(stage)!r}")
-    producers = [index.layer(p) for p in layer.inbound if p in index]
-    if len(producers) != 1 or producers[0].class_name not in BN_CLASSES:
-        got = ", ".join(f"{p.path} ({p.class_name})" for p in producers) or "none known"
-        raise SelectionError(f"{why}: its input is not a single BatchNormalization (inputs: {got}); "
-                             f"accepted: BN → layer. Received: fold_bn='before'")
-    bn = producers[0]
-    cf = layer.spec.channels_first if layer.spec else False
-    ndim = len(layer.input_shape) if isinstance(layer.input_shape, tuple) else None
-    if not bn_on_channel_axis(bn, cf, ndim):
-        raise SelectionError(f"{why}: BN {bn.path!r} does not normalise the channel axis. "
-                             f"Received: axis={bn.config.get('axis')!r}")
-    if layer.kind is not LayerKind.DENSE:
-        padded = _zero_padded(layer)
-        if padded:
-            raise SelectionError(f"{why}: the layer zero-pads its input ({padded}), and padding zeros are not "
-                                 f"shifted by the BN, so the fold is exact only with padding='valid' (see "
-                                 f"docs/filters.md). Received: padding={layer.spec.padding if layer.spec else None!r}")
-    scale, shift = bn_affine(bn, None)
-    s, t = scale[channels], shift[channels]
-    # conv(s·x + t) = conv_{K·s}(x) + Σ_i t_i·ΣK_i: a constant only where no tap reads padding.
-    extra = float(np.sum(t * kernels.reshape(len(kernels), -1).sum(axis=1)))
-    shaped = s.reshape((-1,) + (1,) * (kernels.ndim - 1))
-    return kernels * shaped, (0.0 if bias is None else bias) + extra, f"folded {bn.path} (before)"
-
-
-def _zero_padded(layer: LayerRecord) -> str:
-    """Why the layer's input is zero-padded ('' when it is not), from padding and input size."""
-    spec = layer.spec
-    if spec is None or spec.padding is None:
-        return "padding unknown"
-    if spec.padding == "valid":
-        return ""
-    k = spec.kernel_size
-    d = spec.dilation_rate or (1,) * len(k)
-    if spec.padding == "causal":
-        return "" if all((kk - 1) * dd == 0 for kk, dd in zip(k, d, strict=True)) else "causal left padding"
-    shape = layer.input_shape if isinstance(layer.input_shape, tuple) else None
-    if shape is None:
-        return "'same' padding with unknown input size"
-    spatial = shape[2:] if spec.channels_first else shape[1:-1]
-    strides = spec.strides or (1,) * len(k)
-    for n, kk, s, dd in zip(spatial, k, strides, d, strict=True):
-        if n is None:
-            return "'same' padding with unknown input size"
-        out = -(-n // s)
-        if max((out - 1) * s + (kk - 1) * dd + 1 - n, 0):
-            return "'same' padding"
-    return ""
-
-
 # -- Dense after Flatten --------------------------------------------------------------------------------
 
 def _single_producer(index: ModelIndex, layer: LayerRecord) -> LayerRecord | None:
@@ -567,42 +267,33 @@ def _single_producer(index: ModelIndex, layer: LayerRecord) -> LayerRecord | Non
     return index.layer(producers[0]) if len(producers) == 1 else None
 
 
-def _channel_axis_of_data(index: ModelIndex, layer: LayerRecord) -> int:
-    """0 when the tensor ``layer`` reads is channels_first (per its producers' data_format), else -1."""
-    node: LayerRecord | None = layer
-    for _ in range(64):
-        node = _single_producer(index, node) if node is not None else None
-        if node is None:
-            return -1
-        fmt = node.config.get("data_format")
-        if fmt in ("channels_first", "channels_last"):
-            return 0 if fmt == "channels_first" else -1
-    return -1
+def _reads_channels_first(index: ModelIndex, layer: LayerRecord) -> bool:
+    """Whether the tensor ``layer`` reads (its first producer's output) is channels_first."""
+    producers = [p for p in layer.inbound if p in index]
+    return bool(producers) and tensor_channels_first(index, index.layer(producers[0]))
 
 
-def _flatten_order(index: ModelIndex, flatten: LayerRecord) -> tuple[tuple[int, ...], int] | None:
-    """(shape in flatten order, channel axis in it) of the tensor a Flatten reads, if fully known."""
+def _flatten_input(flatten: LayerRecord) -> tuple[int, ...] | None:
     shape = flatten.input_shape
     if not isinstance(shape, tuple) or len(shape) < 3 or any(not isinstance(d, int) for d in shape[1:]):
         return None
-    dims = tuple(int(d) for d in shape[1:])
-    axis = _channel_axis_of_data(index, flatten)
-    if flatten.config.get("data_format") == "channels_first":
-        # Keras's Flatten(data_format="channels_first") moves axis 1 last before flattening.
-        return (*dims[1:], dims[0]), -1
-    return dims, axis
+    return tuple(int(d) for d in shape[1:])
 
 
 def _dense_image(layer: LayerRecord, index: ModelIndex) -> tuple[tuple[int, ...] | None, int]:
+    """(shape in flatten order, channel axis in it) of the image a Dense reads through Flatten, if known."""
     node = _single_producer(index, layer)
-    while node is not None and node.class_name in _POSITION_PRESERVING:
+    while node is not None and node.class_name in POSITION_PRESERVING:
         node = _single_producer(index, node)
     if node is None or node.class_name != "Flatten":
         return None, -1
-    found = _flatten_order(index, node)
-    if found is None:
+    dims = _flatten_input(node)
+    if dims is None:
         return None, -1
-    return found
+    if node.config.get("data_format") == "channels_first":
+        # Keras's Flatten(data_format="channels_first") moves axis 1 last before flattening.
+        return (*dims[1:], dims[0]), -1
+    return dims, 0 if _reads_channels_first(index, node) else -1
 
 
 # -- reverse view: who reads map j -----------------------------------------------------------------------
@@ -641,37 +332,13 @@ class MapConsumers:
 
 
 def _consumer_slice(layer: LayerRecord, c: int, via: tuple[str, ...]) -> ConsumerSlice:
-    kernel = _require_filter_layer(layer)
+    lay = layout_of(layer)
+    outs = lay.consumer_maps(c)
     notes: tuple[str, ...] = ()
-    match layer.kind:
-        case LayerKind.CONV:
-            groups = _groups(layer, kernel)
-            per_in, c_out = kernel.shape[-2], kernel.shape[-1]
-            per_out = c_out // groups
-            g, local = divmod(c, per_in)
-            k = _f64(kernel.read((..., local, slice(g * per_out, (g + 1) * per_out))))
-            outs = np.arange(g * per_out, (g + 1) * per_out)
-            if groups > 1:
-                notes = (f"group {g} of {groups}: only maps {outs[0]}-{outs[-1]} read this channel",)
-            return ConsumerSlice(layer.path, layer.kind, c, np.moveaxis(k, -1, 0), outs, via, notes=notes)
-        case LayerKind.DEPTHWISE:
-            mult = kernel.shape[-1]
-            k = _f64(kernel.read((..., c, slice(None))))
-            return ConsumerSlice(layer.path, layer.kind, c, np.moveaxis(k, -1, 0), c * mult + np.arange(mult), via)
-        case LayerKind.SEPARABLE:
-            mult = kernel.shape[-1]
-            d = _f64(kernel.read((..., c, slice(None))))  # (*k, M)
-            pw = _pointwise(layer)
-            p = _f64(pw.read((..., slice(c * mult, (c + 1) * mult), slice(None)))).reshape(mult, pw.shape[-1])
-            k_eff = np.einsum("...m,mf->f...", d, p)
-            return ConsumerSlice(layer.path, layer.kind, c, k_eff, np.arange(pw.shape[-1]), via, Stage.EFFECTIVE)
-        case LayerKind.TRANSPOSE:
-            k = _f64(kernel.read((..., slice(None), c)))
-            return ConsumerSlice(layer.path, layer.kind, c, np.moveaxis(k, -1, 0), np.arange(kernel.shape[-2]), via)
-        case LayerKind.DENSE:
-            k = _f64(kernel.read((c, slice(None))))
-            return ConsumerSlice(layer.path, layer.kind, c, k, np.arange(kernel.shape[-1]), via)
-    raise AssertionError(layer.kind)  # pragma: no cover
+    if layer.kind is LayerKind.CONV and lay.groups > 1:
+        g = int(outs[0]) // len(outs)
+        notes = (f"group {g} of {lay.groups}: only maps {outs[0]}-{outs[-1]} read this channel",)
+    return ConsumerSlice(layer.path, layer.kind, c, lay.consumer_kernels(c), outs, via, str(lay.stage), notes)
 
 
 def _concat_offset(index: ModelIndex, concat: LayerRecord, source: str) -> int | str:
@@ -681,8 +348,7 @@ def _concat_offset(index: ModelIndex, concat: LayerRecord, source: str) -> int |
     first = shapes[0]
     ndim = len(first) if isinstance(first, tuple) else 0
     axis = int(concat.config.get("axis", -1))
-    cf_axis = _channel_axis_of_data(index, concat)
-    want = 1 if cf_axis == 0 else ndim - 1
+    want = 1 if source in index and tensor_channels_first(index, index.layer(source)) else ndim - 1
     if ndim == 0 or axis % ndim != want:
         return f"concatenation along axis {axis}, not the channel axis"
     offset = 0
@@ -705,15 +371,16 @@ def consumers_of_map(index: ModelIndex, layer: LayerRecord | str, j: int, *,
     like the map). It stops, and records why, where the channel mapping is not exact.
     """
     rec = _resolve(layer, index)
-    st = _stage(rec, stage)
-    j = _check_map(rec, j, st)
+    lay = layout_of(rec, stage)
+    j = _check_map(rec, lay, j)
     slices: list[ConsumerSlice] = []
     stops: list[tuple[str, str]] = []
-    if st is Stage.DEPTHWISE:
-        # Intermediate channel j of a separable layer is read by its own pointwise stage only.
-        pw = _pointwise(rec)
-        k = _f64(pw.read((..., j, slice(None)))).reshape(pw.shape[-1])
-        slices.append(ConsumerSlice(rec.path, rec.kind, j, k, np.arange(pw.shape[-1]), (), Stage.POINTWISE))
+    if rec.kind is LayerKind.SEPARABLE and lay.stage is Stage.DEPTHWISE:
+        # Intermediate channel j of a separable layer is read by its own pointwise stage only (a 1×1
+        # kernel: shown as one weight per output map).
+        pw = layout_of(rec, Stage.POINTWISE)
+        k = pw.consumer_kernels(j).reshape(pw.n_maps)
+        slices.append(ConsumerSlice(rec.path, rec.kind, j, k, pw.consumer_maps(j), (), Stage.POINTWISE))
         return MapConsumers(rec.path, j, tuple(slices))
     seen: set[tuple[str, int]] = set()
 
@@ -727,7 +394,7 @@ def consumers_of_map(index: ModelIndex, layer: LayerRecord | str, j: int, *,
             if flat is not None:  # after Flatten: only position-preserving layers and Dense are exact
                 if cons.kind is LayerKind.DENSE and cons.kernel is not None:
                     slices.append(_dense_positions(cons, c, flat, via))
-                elif name in _POSITION_PRESERVING:
+                elif name in POSITION_PRESERVING:
                     walk(cons.path, c, (*via, cons.path), flat)
                 else:
                     stops.append((cons.path, f"{name} after Flatten: flattened positions of map {c} "
@@ -735,7 +402,7 @@ def consumers_of_map(index: ModelIndex, layer: LayerRecord | str, j: int, *,
                 continue
             if cons.has_filters:
                 slices.append(_consumer_slice(cons, c, via))
-            elif name in _CHANNEL_PRESERVING or name in _MERGE:
+            elif name in CHANNEL_PRESERVING or name in MERGE_LAYERS:
                 walk(cons.path, c, (*via, cons.path), None)
             elif name == "Concatenate":
                 offset = _concat_offset(index, cons, path)
@@ -743,7 +410,7 @@ def consumers_of_map(index: ModelIndex, layer: LayerRecord | str, j: int, *,
                     stops.append((cons.path, f"Concatenate: {offset}"))
                 else:
                     walk(cons.path, c + offset, (*via, cons.path), None)
-            elif name in _GLOBAL_POOLING:
+            elif name in GLOBAL_POOLING:
                 walk(cons.path, c, (*via, cons.path), None)  # map c becomes vector entry c
             elif name == "Flatten":
                 positions = _flatten_positions(index, cons, c)
@@ -760,30 +427,25 @@ def consumers_of_map(index: ModelIndex, layer: LayerRecord | str, j: int, *,
 
 
 def _flatten_positions(index: ModelIndex, flatten: LayerRecord, c: int) -> np.ndarray | str:
-    shape = flatten.input_shape
-    if not isinstance(shape, tuple) or len(shape) < 3 or any(not isinstance(d, int) for d in shape[1:]):
+    dims = _flatten_input(flatten)
+    if dims is None:
         return "Flatten input shape unknown, so the positions of the map are unknown"
-    dims = tuple(int(d) for d in shape[1:])
-    axis = _channel_axis_of_data(index, flatten)
     if flatten.config.get("data_format") == "channels_first":
         order = np.arange(math.prod(dims)).reshape((*dims[1:], dims[0]))
         data_pos = np.moveaxis(order, -1, 0)  # data layout → flattened position
     else:
         data_pos = np.arange(math.prod(dims)).reshape(dims)
+    axis = 0 if _reads_channels_first(index, flatten) else -1
     return np.take(data_pos, c, axis=axis)  # shaped like one map
 
 
 def _dense_positions(dense: LayerRecord, c: int, positions: np.ndarray, via: tuple[str, ...]) -> ConsumerSlice:
-    kernel = dense.kernel
-    assert kernel is not None
-    flat = positions.ravel()
-    order = np.argsort(flat)  # h5py needs increasing indices
-    rows = _f64(kernel.read((flat[order], slice(None))))
-    rows_back = np.empty_like(rows)
-    rows_back[order] = rows
-    k = np.moveaxis(rows_back.reshape(*positions.shape, kernel.shape[-1]), -1, 0)  # (units, *map shape)
-    return ConsumerSlice(dense.path, dense.kind, c, k, np.arange(kernel.shape[-1]), via,
-                         notes=(f"through Flatten: map {c} is {flat.size} flattened positions",))
+    lay = layout_of(dense)
+    assert isinstance(lay, DenseLayout)
+    rows = lay.rows_kernels(positions.ravel())
+    k = np.moveaxis(rows.reshape(*positions.shape, lay.n_maps), -1, 0)  # (units, *map shape)
+    return ConsumerSlice(dense.path, dense.kind, c, k, np.arange(lay.n_maps), via,
+                         notes=(f"through Flatten: map {c} is {positions.size} flattened positions",))
 
 
 # Progress callbacks used by export and the CLI: (done, total, what).

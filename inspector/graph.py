@@ -236,7 +236,7 @@ def bn_fold_plan(index: ModelIndex | None, layer: LayerRecord | str, where: str 
         if act != "linear":
             return BNFoldPlan(path, where, f"its activation {act!r} is applied before BN {bn.path!r}, so the BN "
                                            "is not a per-map rescaling of the kernel")
-        n = layout_of(rec, "effective" if stage is None and rec.kind is LayerKind.SEPARABLE else stage).n_maps
+        n = layout_of(rec, stage).n_maps
         ndim = output_rank(rec)
     else:
         if rec.kind is LayerKind.TRANSPOSE or stage in ("depthwise", "pointwise"):
@@ -249,14 +249,15 @@ def bn_fold_plan(index: ModelIndex | None, layer: LayerRecord | str, where: str 
         bn = producers[0]
         n = layout_of(rec).n_inputs
         ndim = len(rec.input_shape) if isinstance(rec.input_shape, tuple) else None
-    missing = [name for name in ("moving_mean", "moving_variance")
-               if bn.weight(name) is None or bn.weight(name).shape != (n,)]  # type: ignore[union-attr]
-    if missing:
-        return BNFoldPlan(path, where, f"BN {bn.path!r} has no {' or '.join(missing)} over the layer's {n} "
-                                       "channels in this file")
     if not _on_channel_axis(bn, cf, ndim):
         return BNFoldPlan(path, where, f"BN {bn.path!r} normalises axis {bn.config.get('axis')!r}, not the "
                                        f"channel axis ({'1' if cf else '-1'}), so it is not a per-map scale")
+    for name in ("moving_mean", "moving_variance"):
+        ref = bn.weight(name)
+        if ref is None:
+            return BNFoldPlan(path, where, f"BN {bn.path!r} has no {name} in this file")
+        if ref.shape != (n,):
+            return BNFoldPlan(path, where, f"BN {bn.path!r} normalises {ref.size} channels, not the layer's {n}")
     if where == "before" and rec.kind is not LayerKind.DENSE:
         padded = _zero_padded(rec)
         if padded:

@@ -37,11 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NotAFilterLayerError, SelectionError, describe_received
+from .errors import SelectionError, describe_received
 
-# BN folding follows the filters module's rules exactly (channel-axis test, parameters, epsilon), so
-# the scale reported here is the one filters_for_map(fold_bn=True) multiplies the kernels by.
-from .filters import BN_CLASSES, bn_affine, bn_on_channel_axis, input_channel_count, output_rank
+# BN folding asks the same planner as filters_for_map(fold_bn=True) (inspector.graph), and the kernel
+# is streamed through the same layout (inspector.layouts), so the norms and scales here are the ones
+# of the FilterSets (tests/test_layouts.py checks that on every layer-table row).
+from .graph import bn_fold_plan
+from .layouts import chunk_indices, layout_of
 from .records import LayerKind, LayerRecord, ModelIndex, TensorRef
 
 __all__ = [
@@ -51,9 +53,7 @@ __all__ = [
     "LayerStats",
     "TensorStats",
     "filter_health",
-    "following_batchnorm",
     "layer_stats",
-    "model_stats",
     "tensor_stats",
 ]
 
@@ -81,37 +81,6 @@ _SKETCH_SLACK = 4.0
 
 
 # -- streaming ------------------------------------------------------------------------------------------
-def _chunk_indices(shape: tuple[int, ...], itemsize: int, chunk_bytes: int,
-                   max_axis: int | None = None) -> Iterator[tuple[tuple[Any, ...], int, int, int]]:
-    """Index tuples that cover ``shape`` in contiguous C-order slices of at most ``chunk_bytes``.
-
-    Picks the first axis ``k`` (``<= max_axis``) whose trailing block fits, steps along it, and walks
-    the axes before it one index at a time (as length-1 slices, so every chunk keeps the tensor's
-    rank). Contiguous slices matter: a memory-mapped read of a strided slice would touch, and count
-    in RSS, every page of the tensor. Yields ``(index, axis, start, stop)``.
-    """
-    ndim = len(shape)
-    if ndim == 0 or math.prod(shape) == 0:
-        yield (), -1, 0, 0
-        return
-    last = ndim - 1 if max_axis is None else min(max_axis, ndim - 1)
-    axis = last
-    for k in range(last + 1):
-        if math.prod(shape[k + 1:]) * itemsize <= chunk_bytes:
-            axis = k
-            break
-    row_bytes = math.prod(shape[axis + 1:]) * itemsize
-    step = max(1, chunk_bytes // max(row_bytes, 1))
-    if axis == 0 and step >= shape[0]:
-        yield (), -1, 0, shape[0]  # the whole tensor is one chunk: read it with one plain file read
-        return
-    for lead in np.ndindex(*shape[:axis]):
-        head = tuple(slice(i, i + 1) for i in lead)
-        for start in range(0, shape[axis], step):
-            stop = min(start + step, shape[axis])
-            yield (*head, slice(start, stop)), axis, start, stop
-
-
 def _read(ref: TensorRef, index: tuple[Any, ...]) -> np.ndarray:
     return ref.read(index if index else None)
 
@@ -255,7 +224,7 @@ def tensor_stats(ref: TensorRef, *, bins: int = DEFAULT_BINS, near_zero: float =
     if bins < 1:
         raise SelectionError(f"the histogram needs at least one bin; pass bins >= 1. Received: {bins!r}")
     acc = _Acc()
-    chunks = list(_chunk_indices(ref.shape, _itemsize(ref), chunk_bytes))
+    chunks = list(chunk_indices(ref.shape, _itemsize(ref), chunk_bytes))
     single = len(chunks) == 1
     kept: np.ndarray | None = None
     for index, *_ in chunks:
@@ -360,11 +329,6 @@ def _combine(tensors: list[TensorStats]) -> TensorStats:
                       None, None, None)
 
 
-def model_stats(index: ModelIndex, **options: Any) -> list[LayerStats]:
-    """:func:`layer_stats` for every layer that has weights, in model order."""
-    return [layer_stats(layer, index=index, **options) for layer in index.layers if layer.weights]
-
-
 # -- filter health --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DuplicatePair:
@@ -443,112 +407,6 @@ class FilterHealth:
         }
 
 
-@dataclass
-class _Layout:
-    """How a layer's kernel is streamed as blocks ``(taps, channels, maps)`` of the map matrix.
-
-    Column ``j`` of a block holds map ``j``'s weights for local input channels ``c0 .. c0+channels``
-    at some kernel taps; ``col_offset[j]`` turns a local channel into a full input channel (the
-    group's first channel for grouped conv, ``i`` for depthwise map ``i·M+m``). Maps with different
-    offsets read disjoint channels, which is what keeps them apart in the duplicate search.
-    """
-
-    n_maps: int
-    local_channels: int
-    n_inputs: int
-    groups: int
-    col_offset: np.ndarray
-    stage: str
-    blocks: Iterator[tuple[np.ndarray, int]]
-    rows: int = 0  # length of one map's vector in the blocks (taps × local channels)
-
-
-def _layout(layer: LayerRecord, chunk_bytes: int) -> _Layout:
-    kernel = layer.kernel
-    if kernel is None or layer.kind not in (LayerKind.CONV, LayerKind.DEPTHWISE, LayerKind.SEPARABLE,
-                                            LayerKind.TRANSPOSE, LayerKind.DENSE):
-        raise NotAFilterLayerError(
-            f"layer {layer.path!r} ({layer.class_name or layer.kind}) has no kernel to split into filters; "
-            f"filter health needs a conv, depthwise, separable, transposed-conv or Dense layer. "
-            f"Received: {describe_received(layer.path)}")
-    shape = kernel.shape
-    item = _itemsize(kernel)
-    ndim = len(shape)
-    if ndim < 2:
-        raise NotAFilterLayerError(
-            f"layer {layer.path!r} has a kernel of rank {ndim}; filter health needs a rank >= 2 kernel. "
-            f"Received: shape {shape}")
-
-    def chunks(max_axis: int) -> Iterator[tuple[np.ndarray, tuple[Any, ...], int, int]]:
-        for index, axis, start, _stop in _chunk_indices(shape, item, chunk_bytes, max_axis=max_axis):
-            yield _read(kernel, index), index, axis, start
-
-    if layer.kind is LayerKind.DENSE or ndim == 2:
-        n_in, n = shape[-2], shape[-1]
-
-        def dense_blocks() -> Iterator[tuple[np.ndarray, int]]:
-            for chunk, _i, axis, start in chunks(ndim - 2):
-                yield chunk.reshape(1, -1, n), (start if axis == ndim - 2 else 0)
-
-        return _Layout(n, n_in, n_in, 1, np.zeros(n, dtype=np.int64), "kernel", dense_blocks(),
-                       math.prod(shape[:-1]))
-    if layer.kind is LayerKind.DEPTHWISE:
-        c_in, mult = shape[-2], shape[-1]
-        n = c_in * mult
-
-        def dw_blocks() -> Iterator[tuple[np.ndarray, int]]:
-            # A map reads one channel: the block has one local channel; its offset says which.
-            for chunk, *_ in chunks(ndim - 3):
-                yield chunk.reshape(-1, 1, n), 0
-
-        return _Layout(n, 1, c_in, c_in, np.arange(n, dtype=np.int64) // mult, "kernel", dw_blocks(),
-                       math.prod(shape[:-2]))
-    if layer.kind is LayerKind.TRANSPOSE:
-        n, c_in = shape[-2], shape[-1]  # (*k, C_out, C_in): reversed (docs/formats.md §5.2)
-
-        def tr_blocks() -> Iterator[tuple[np.ndarray, int]]:
-            for chunk, *_ in chunks(ndim - 3):
-                yield np.swapaxes(chunk.reshape(-1, n, c_in), 1, 2), 0
-
-        return _Layout(n, c_in, c_in, 1, np.zeros(n, dtype=np.int64), "kernel", tr_blocks(),
-                       math.prod(shape[:-2]) * c_in)
-    if layer.kind is LayerKind.SEPARABLE:
-        pointwise = layer.weight("pointwise_kernel")
-        if pointwise is None:
-            raise NotAFilterLayerError(
-                f"separable layer {layer.path!r} has no pointwise kernel, so its effective filters are "
-                f"unknown; expected depthwise_kernel and pointwise_kernel. "
-                f"Received: weights {[w.name for w in layer.weights]}")
-        c_in, mult = shape[-2], shape[-1]
-        n = pointwise.shape[-1]
-        pw = pointwise.read().reshape(c_in, mult, n)
-        # K_eff[..., i, j] = sum_m D[..., i, m] · P[i·M+m, j]; one tap of K_eff is c_in·n wide, so
-        # chunk the depthwise kernel by that size rather than its own.
-        tap_ratio = max(1, n // max(mult, 1))
-
-        def sep_blocks() -> Iterator[tuple[np.ndarray, int]]:
-            for index, *_ in _chunk_indices(shape, item * tap_ratio, chunk_bytes, max_axis=ndim - 3):
-                d = _read(kernel, index).reshape(-1, c_in, mult)
-                yield np.einsum("tim,imf->tif", d.astype(np.float64), pw), 0
-
-        return _Layout(n, c_in, c_in, 1, np.zeros(n, dtype=np.int64), "effective", sep_blocks(),
-                       math.prod(shape[:-2]) * c_in)
-    # Regular (possibly grouped) conv: (*k, C_in/g, C_out).
-    cin_g, n = shape[-2], shape[-1]
-    # input_channel_count knows the groups, or infers them from the producer in weights-only files.
-    groups = max(1, input_channel_count(layer) // cin_g)
-    if n % groups:
-        groups = 1  # inconsistent config; treat as ungrouped rather than guess
-    offsets = (np.arange(n, dtype=np.int64) // (n // groups)) * cin_g
-
-    def conv_blocks() -> Iterator[tuple[np.ndarray, int]]:
-        for chunk, _i, axis, start in chunks(ndim - 2):
-            yield chunk.reshape(-1, chunk.shape[-2], n), (start if axis == ndim - 2 else 0)
-
-    return _Layout(n, cin_g, cin_g * groups, groups, offsets, "kernel", conv_blocks(),
-                   math.prod(shape[:-1]))
-
-
 def _add_gram(gram: np.ndarray, flat: np.ndarray) -> None:
     """``gram += flat.T @ flat``: float32 products (BLAS speed), float64 accumulation across chunks."""
     n = flat.shape[1]
@@ -582,31 +440,6 @@ def _sketch_candidates(sketch: np.ndarray, norms: np.ndarray, usable: np.ndarray
     return np.flatnonzero(found)
 
 
-def following_batchnorm(layer: LayerRecord, index: ModelIndex | None,
-                        n_maps: int) -> tuple[LayerRecord | None, str]:
-    """The BatchNormalization that folds into ``layer``'s maps, or None and why not.
-
-    The rules are those of :mod:`inspector.filters` (same axis test, same parameters): the BN must
-    read this layer's output directly over its channel axis, and the layer's activation must be
-    linear, since BN(act(conv)) is not a per-map rescaling of the kernel.
-    """
-    if index is None:
-        return None, "BN folding needs the model graph (no index given)"
-    bns = [c for c in index.consumers(layer.path) if c.class_name in BN_CLASSES]
-    if not bns:
-        return None, "no BatchNormalization reads this layer's output directly; nothing folded"
-    bn = bns[0]
-    act = layer.spec.activation if layer.spec else None
-    if act != "linear":
-        return None, f"activation {act!r} comes before BN {bn.path!r}; not folded"
-    var = bn.weight("moving_variance")
-    if var is None or var.shape != (n_maps,):
-        return None, f"BN {bn.path!r} has no moving_variance over {n_maps} maps; not folded"
-    if not bn_on_channel_axis(bn, layer.spec.channels_first if layer.spec else False, output_rank(layer)):
-        return None, f"BN {bn.path!r} does not normalise the channel axis; not folded"
-    return bn, ""
-
-
 def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
                   dead_threshold: float = DEFAULT_DEAD_THRESHOLD,
                   dup_threshold: float | None = DEFAULT_DUP_THRESHOLD, fold_bn: bool = False,
@@ -625,15 +458,16 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
     if dup_threshold is not None and not 0 < dup_threshold <= 1:
         raise SelectionError(f"the duplicate threshold is a cosine similarity in (0, 1], e.g. 0.99. "
                              f"Received: {describe_received(dup_threshold)}")
-    lay = _layout(layer, chunk_bytes)
-    n, cl = lay.n_maps, lay.local_channels
+    lay = layout_of(layer)
+    stream = lay.stream(chunk_bytes)
+    n, cl = lay.n_maps, stream.local_channels
     notes: list[str] = []
-    if layer.kind is LayerKind.CONV and (layer.spec is None or layer.spec.groups is None) and lay.groups == 1:
+    if layer.kind is LayerKind.CONV and not lay.groups_known:
         notes.append("groups not stored in this file and not inferable: treated as 1")
 
     # Channel sums of squares: exact (local channels × maps) when small, else pooled blocks.
     # Pooling is only possible when every map uses the same channel numbering (offset 0).
-    same_offsets = not lay.col_offset.any()
+    same_offsets = not stream.col_offset.any()
     cells = cl * n
     br = bc = 1
     if channel_matrix and cells > max_matrix_cells:
@@ -646,11 +480,11 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
     pooled = np.zeros((math.ceil(cl / br), math.ceil(n / bc))) if channel_matrix else None
     col_sq = np.zeros(n)
     want_dups = dup_threshold is not None
-    exact = want_dups and n <= _EXACT_MAX_MAPS and n * n * lay.rows <= _EXACT_MAX_WORK
+    exact = want_dups and n <= _EXACT_MAX_MAPS and n * n * stream.rows <= _EXACT_MAX_WORK
     gram = np.zeros((n, n)) if exact else None
     sketch = np.zeros((n, _SKETCH_DIM)) if want_dups and not exact else None
     rng = np.random.default_rng(0)  # fixed seed: the same file gives the same candidates every run
-    for block, c0 in lay.blocks:
+    for block, c0 in stream.blocks():
         b64 = np.asarray(block, dtype=np.float64)
         sq = np.einsum("tcn,tcn->cn", b64, b64)  # per (channel, map), summed over taps
         col_sq += sq.sum(0)
@@ -675,11 +509,11 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
     usable = np.isfinite(norms) & (norms > 0)
     cand_cols = np.arange(n)
     if sketch is not None and dup_threshold is not None:
-        cand_cols = _sketch_candidates(sketch, norms, usable, lay.col_offset, dup_threshold)
+        cand_cols = _sketch_candidates(sketch, norms, usable, stream.col_offset, dup_threshold)
         del sketch
         gram = np.zeros((cand_cols.size, cand_cols.size))
         if cand_cols.size:  # second pass: exact products among the candidate maps only
-            for block, _c0 in _layout(layer, chunk_bytes).blocks:
+            for block, _c0 in stream.blocks():
                 flat = np.asarray(block, dtype=np.float32).reshape(-1, n)[:, cand_cols]
                 with np.errstate(invalid="ignore", over="ignore"):
                     _add_gram(gram, flat)
@@ -693,12 +527,12 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
 
     bn_layer = bn_scale = bn_bias = None
     if fold_bn:
-        bn, why = following_batchnorm(layer, index, n)
-        if bn is None:
-            notes.append(why)
+        plan = bn_fold_plan(index, layer, "after")
+        if not plan.ok:
+            notes.append(f"BN not folded: {plan.reason}")
         else:
-            bn_layer = bn.path
-            bn_scale, shift = bn_affine(bn, None)  # BN(x) = x·scale + shift, per map
+            bn_layer = plan.bn_path
+            bn_scale, shift = plan.affine(None)  # BN(x) = x·scale + shift, per map
             bn_bias = (np.zeros(n) if bias is None else bias) * bn_scale + shift
     eff = norms if bn_scale is None else norms * np.abs(bn_scale)
 
@@ -720,7 +554,7 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
         if bn_scale is not None:
             sign = np.sign(bn_scale[cand_cols])
             cos *= np.outer(sign, sign)
-        off, ok = lay.col_offset[cand_cols], usable[cand_cols]
+        off, ok = stream.col_offset[cand_cols], usable[cand_cols]
         comparable = (off[:, None] == off[None, :]) & np.outer(ok, ok)
         hit = np.triu(comparable & (np.abs(np.nan_to_num(cos)) >= dup_threshold - 1e-12), k=1)
         a_idx, b_idx = np.nonzero(hit)
@@ -735,14 +569,14 @@ def filter_health(layer: LayerRecord, *, index: ModelIndex | None = None,
     if pooled is not None:
         if br == 1 and bc == 1:
             full = np.zeros((lay.n_inputs, n))
-            rows = np.arange(cl)[:, None] + lay.col_offset[None, :]
+            rows = np.arange(cl)[:, None] + stream.col_offset[None, :]
             full[rows, np.broadcast_to(np.arange(n), rows.shape)] = pooled
             full = np.sqrt(full)
         else:
             full = np.sqrt(pooled)
             notes.append(f"channel-norm matrix pooled into blocks of {br} channels × {bc} maps")
     return FilterHealth(
-        layer_path=layer.path, kind=str(layer.kind), stage=lay.stage, n_maps=n, n_inputs=lay.n_inputs,
+        layer_path=layer.path, kind=str(layer.kind), stage=str(lay.stage), n_maps=n, n_inputs=lay.n_inputs,
         groups=lay.groups, map_norms=norms, bias=bias, dead_threshold=dead_threshold,
         dead_reference=reference, dead=dead, nonfinite=nonfinite, dup_threshold=dup_threshold,
         duplicates=pairs, duplicate_pair_count=pair_count, bn_layer=bn_layer, bn_scale=bn_scale,

@@ -277,8 +277,10 @@ def test_sort_and_several_maps() -> None:
         np.testing.assert_array_equal(k, plain.kernels[c])
     back = by_norm.channel_order()
     np.testing.assert_array_equal(back.kernels, plain.kernels)
-    several = filters_for_maps("conv", "0-1,3", index=index)
+    several = filters_for_maps("conv", [0, 1, 3], index=index)
     assert [fs.map_index for fs in several] == [0, 1, 3]
+    with pytest.raises(SelectionError, match="parse_maps"):  # selection strings are the CLI's syntax
+        filters_for_maps("conv", "0-1,3", index=index)
 
 
 # -- Dense after Flatten, reverse view ------------------------------------------------------------------

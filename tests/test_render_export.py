@@ -128,9 +128,9 @@ def test_rgb_layer_dense_figures(model_path) -> None:
             assert image.min() >= 0 and image.max() <= 1
             assert min(image.min(), 1 - image.max()) == pytest.approx(0, abs=1e-6)  # the peak reaches 0 or 1
         assert np.abs(np.stack(before)).max() > 1  # raw values lie outside [0, 1]: drawing really rescaled
-        layer_fig = plot_layer(filters_for_maps("wide", "0-3", index=index), max_channels=4)
+        layer_fig = plot_layer(filters_for_maps("wide", range(4), index=index), max_channels=4)
         assert "showing 4 of 8 input channels" in layer_fig._suptitle.get_text()
-        wide = filters_for_maps("wide", "0-3", index=index)
+        wide = filters_for_maps("wide", range(4), index=index)
         np.testing.assert_array_equal(_tiles(layer_fig).reshape(4, 4, 1, 1),
                                       np.stack([fs.kernels[:4] for fs in wide]))
         assert _tile_labels(layer_fig)[:4] == ["in 0", "in 1", "in 2", "in 3"]
@@ -144,7 +144,7 @@ def test_rgb_layer_dense_figures(model_path) -> None:
 @pytest.mark.keras
 def test_npz_round_trip(model_path, tmp_path) -> None:
     with open_model(model_path) as index:
-        sets = filters_for_maps("deep", "0-1", index=index, fold_bn=True, sort="norm")
+        sets = filters_for_maps("deep", [0, 1], index=index, fold_bn=True, sort="norm")
         nobias = filters_for_map("rgb", 2, index=index)
         nobias = type(nobias)(**{**nobias.__dict__, "bias": None})
         path = save_npz(sets, tmp_path / "deep.npz", source=str(model_path))

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from inspector import open_model
-from inspector.stats import _chunk_indices, filter_health, layer_stats, tensor_stats
+from inspector.layouts import chunk_indices
+from inspector.stats import filter_health, layer_stats, tensor_stats
 
 CHUNKS = [64, 8 * 2**20]  # a tiny budget forces many slices; the default reads small tensors whole
 
@@ -106,7 +107,7 @@ def _weights_by_name(index: Any, name: str) -> Any:
 def test_chunks_cover_tensor_once_within_budget(shape: tuple[int, ...], budget: int) -> None:
     data = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
     seen = np.zeros(shape, dtype=np.int64)
-    for index, *_ in _chunk_indices(shape, 4, budget):
+    for index, *_ in chunk_indices(shape, 4, budget):
         part = data[index] if index else data
         assert part.ndim == data.ndim  # rank kept: leading axes are length-1 slices
         if part.size > 1:
