@@ -214,14 +214,27 @@ def test_view_builders_downloads_round_trip() -> None:
     assert back.bias == fs.bias and back.map_index == 4
 
 
-def test_filters_fold_bn_where_possible_and_warn_where_not() -> None:
+def test_filters_fold_bn_where_possible_and_disabled_with_a_reason_where_not() -> None:
     at = _app(page="Filters")
     at.toggle(key="flt_fold_bn").set_value(True).run()  # conv1 -> bn1: folds
     assert {m.label: m.value for m in at.metric}["BN folded"] == "yes"
-    assert not at.warning
+    assert not at.toggle(key="flt_fold_bn").disabled and not at.warning
     at.selectbox(key="flt_layer").set_value("conv2").run()  # conv2 -> pool2: nothing to fold
-    assert len(at.warning) == 1 and "no BatchNormalization reads its output" in at.warning[0].value
-    assert "conv2 · map 0 of 16" in _captions(at)[0] and not _errors(at)
+    toggle = at.toggle(key="flt_fold_bn")
+    assert toggle.disabled and toggle.value is False
+    assert "No BatchNormalization reads its output" in toggle.help and "Received" not in toggle.help
+    assert any("Fold BN: not available here" in c.value for c in at.caption)
+    assert {m.label: m.value for m in at.metric}["BN folded"] == "no"
+    assert "conv2 · map 0 of 16" in _captions(at)[0] and not _errors(at) and not at.warning
+
+
+def test_fold_bn_toggle_behaves_the_same_on_the_weights_page() -> None:
+    at = _app(page="Weights")
+    assert not at.toggle(key="w_fold_bn").disabled  # conv1 -> bn1
+    at.selectbox(key="w_layer").set_value("conv2").run()
+    toggle = at.toggle(key="w_fold_bn")
+    assert toggle.disabled and "No BatchNormalization reads its output" in toggle.help
+    assert not _errors(at) and not at.warning
 
 
 def test_filters_options_change_the_image_and_downloads_are_offered() -> None:
@@ -249,7 +262,8 @@ def test_filters_rgb_view_separable_stage_and_grid_cap() -> None:
     assert at.selectbox(key="flt_stage").options == ["effective", "depthwise", "pointwise"]
     at.select_slider(key="flt_cap").set_value(16).run()
     assert "16 of 24 kernels shown" in _captions(at)[0]
-    at.number_input(key="flt_page").set_value(1).run()
+    assert at.number_input(key="flt_page").value == 1  # grid pages count from 1
+    at.number_input(key="flt_page").set_value(2).run()
     assert "8 of 24 kernels shown (input channels 16," in _captions(at)[0]
     at.selectbox(key="flt_stage").set_value("depthwise").run()
     assert "1 of 1 kernels shown" in _captions(at)[0]
@@ -263,6 +277,71 @@ def test_state_survives_page_switches() -> None:
     at.radio(key="page").set_value("Overview").run()
     at.radio(key="page").set_value("Filters").run()
     assert at.selectbox(key="flt_layer").value == "conv2" and at.number_input(key="flt_map").value == 9
+
+
+# -- the view in the URL ---------------------------------------------------------------------------------
+
+def _app_at(query: dict[str, str]) -> AppTest:
+    at = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=TIMEOUT)
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_query_params_open_a_view_and_follow_it() -> None:
+    at = _app_at({"page": "filters", "layer": "conv2", "map": "5"})
+    assert at.radio(key="page").value == "Filters"
+    assert _captions(at)[0].startswith("conv2 · map 5 of 16")
+    at.button(key="flt_map_next").click().run()
+    assert at.query_params["map"] == "6" and at.query_params["layer"] == "conv2"
+    at.selectbox(key="flt_cmap").set_value("gray").run()
+    assert at.query_params["cmap"] == "gray" and at.query_params["page"] == "filters"
+    # Back: the browser re-runs the script with the previous URL; its view wins, missing options reset.
+    at.query_params.clear()
+    at.query_params.update({"page": "filters", "layer": "conv2", "map": "5"})
+    at.run()
+    assert at.number_input(key="flt_map").value == 5 and at.selectbox(key="flt_cmap").value == "RdBu_r"
+    assert _captions(at)[0].startswith("conv2 · map 5 of 16")
+    at.radio(key="page").set_value("Weights").run()
+    assert at.query_params["page"] == "weights" and at.query_params["layer"] == "conv1"
+
+
+def test_query_params_options_pages_and_bad_values() -> None:
+    at = _app_at({"page": "filters", "sample": "shapes_rgb.keras", "layer": "sep3", "stage": "pointwise",
+                  "cap": "16", "grid": "2", "norm": "kernel", "sort": "norm", "fold": "1"})
+    assert not _errors(at)
+    assert at.selectbox(key="flt_stage").value == "pointwise" and at.select_slider(key="flt_cap").value == 16
+    assert at.selectbox(key="flt_norm").value == "kernel"
+    assert at.selectbox(key="flt_sort").value == "strongest first (L2 norm)"
+    assert at.number_input(key="flt_page").value == 2 and "8 of 24 kernels shown" in _captions(at)[0]
+    assert at.toggle(key="flt_fold_bn").value is True  # sep3 -> bn: folds
+    assert at.query_params["sample"] == "shapes_rgb.keras" and at.query_params["stage"] == "pointwise"
+    # A layer the model does not have, a map out of range, an unknown colour map: one warning, a clamped
+    # map and the defaults, never an error.
+    at = _app_at({"page": "filters", "layer": "nope", "map": "99", "cmap": "rainbow"})
+    assert len(at.warning) == 1 and "'nope'" in at.warning[0].value
+    assert at.selectbox(key="flt_layer").value == "conv1" and at.number_input(key="flt_map").value == 7
+    assert at.query_params["layer"] == "conv1" and at.query_params["map"] == "7" and not _errors(at)
+    at = _app_at({"page": "weights", "layer": "bn1", "log": "1"})
+    assert at.selectbox(key="w_layer").value == "bn1" and at.toggle(key="w_log").value is True
+    at = _app_at({"page": "no-such-page"})
+    assert at.radio(key="page").value == "Overview" and not _errors(at)
+
+
+def test_neighbourhood_graph_and_layer_links() -> None:
+    from inspector.dashboard import views
+
+    index = open_model(SAMPLES / "digits_cnn.keras")
+    dot = views.neighbourhood_dot(index, "conv2")
+    assert '"pool1" -> "conv2";' in dot and '"conv2" -> "pool2";' in dot and "penwidth" in dot
+    rows = {r["path"]: r for r in views.layer_rows(index)}
+    assert rows["conv2"]["inbound"] == "pool1" and rows["conv2"]["outbound"] == "pool2"
+    at = _app(page="Filters")
+    assert len(at.get("graphviz_chart")) == 1
+    consumers = _table(at, "consumer")
+    assert consumers["top_map"].item() in range(16)
 
 
 # -- weights and export ----------------------------------------------------------------------------------

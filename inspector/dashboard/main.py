@@ -26,6 +26,7 @@ from inspector.dashboard import (
     page_filters,
     page_overview,
     page_weights,
+    urlstate,
 )
 from inspector.errors import InspectorError
 from inspector.records import ModelIndex
@@ -102,6 +103,14 @@ def main() -> None:
 
 def _run() -> None:
     persist_widget_state()
+    urlstate.apply_url()  # a shared link or Back/Forward: the URL's view wins over the session's
+    try:
+        _run_view()
+    finally:  # also after st.stop(): the URL always names what is on screen
+        urlstate.sync_url()
+
+
+def _run_view() -> None:
     try:
         path = loading.model_source_ui()
     except Exception as exc:  # a rejected or damaged upload, or a bug: one line, the sidebar stays usable

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from inspector.dashboard import loading, views
-from inspector.dashboard.page_filters import map_choice_ui
+from inspector.dashboard.page_filters import fold_bn_ui, map_choice_ui
 from inspector.errors import InspectorError
 from inspector.inputs import PREPROCESS_CHOICES, input_spec_from_model, load_input
 from inspector.records import FILTER_KINDS, LayerKind, ModelIndex
@@ -140,7 +140,9 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
         offset = 0
         if n_maps > cap:
             pages = (n_maps + cap - 1) // cap
-            offset = int(st.number_input(f"Grid page (of {pages})", 0, pages - 1, step=1, key="act_page")) * cap
+            st.session_state["act_page"] = min(max(int(st.session_state.get("act_page", 1)), 1), pages)
+            page = st.number_input(f"Grid page (1–{pages}, {cap} maps each)", 1, pages, step=1, key="act_page")
+            offset = (int(page) - 1) * cap
     with right:
         png = cached_activation_png(key, digest, pre, layer, cap, offset, cmap, shared, act)
         st.image(png, caption=f"{layer} output {tuple(act.shape)}")
@@ -157,7 +159,7 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
     with c2:
         st.session_state.setdefault("act_topk", 6)
         top_k = int(st.number_input("Top-k channels", 1, 32, step=1, key="act_topk"))
-        fold_bn = st.toggle("Fold following BN", key="act_fold_bn")
+        fold_bn = fold_bn_ui(key, layer, None, "act_fold_bn", "Fold following BN")
     try:
         dec, dec_png = cached_decomposition(key, digest, pre, layer, j, fold_bn, top_k, x)
     except InspectorError as exc:

@@ -9,19 +9,19 @@ before costs nothing.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading, views
-from inspector.errors import InspectorError
+from inspector.dashboard import loading, urlstate, views
 from inspector.filters import output_map_count
 from inspector.records import ModelIndex
 
-__all__ = ["filters_page", "layer_choice_ui", "map_choice_ui"]
+__all__ = ["CAPS", "SORTS", "filters_page", "fold_bn_ui", "layer_choice_ui", "map_choice_ui"]
 
-_SORTS = {"input-channel order": None, "strongest first (L2 norm)": "norm"}
-_CAPS = (16, 32, 64, 128, 256)
+SORTS = {"input-channel order": None, "strongest first (L2 norm)": "norm"}
+CAPS = (16, 32, 64, 128, 256)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -69,6 +69,11 @@ def cached_consumer_png(key: loading.ModelKey, layer: str, j: int, stage: str | 
     return None if fig is None else views.figure_bytes(fig)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_dot(key: loading.ModelKey, layer: str) -> str:
+    return views.neighbourhood_dot(loading.load_index(*key), layer)
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def cached_consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None,
                      ) -> tuple[list[views.ConsumerRow], list[tuple[str, str]]]:
@@ -83,8 +88,19 @@ def layer_choice_ui(index: ModelIndex, prefix: str = "flt") -> str | None:
         return None
     search = st.text_input("Filter layers", key=f"{prefix}_layer_search", placeholder="e.g. conv").strip().lower()
     options = [p for p in layers if search in p.lower()] or layers
-    if st.session_state.get(f"{prefix}_layer") not in options:
-        st.session_state[f"{prefix}_layer"] = options[0]
+    wanted = st.session_state.get(f"{prefix}_layer")
+    if wanted not in options:
+        if wanted is not None and st.session_state.get(urlstate.URL_LAYER_REQUEST) == wanted:
+            try:  # a link may name a layer by its bare name: use its full path
+                full = index.layer(str(wanted)).path
+            except Exception:
+                full = None
+            if full not in layers:
+                st.warning(f"The link names layer '{wanted}', which is not a layer with kernels in this model; "
+                           f"showing {options[0]}.")
+            wanted = full
+        st.session_state[f"{prefix}_layer"] = wanted if wanted in options else options[0]
+    st.session_state.pop(urlstate.URL_LAYER_REQUEST, None)
     return st.selectbox(f"Layer ({len(options)} of {len(layers)} with kernels)", options, key=f"{prefix}_layer")
 
 
@@ -107,6 +123,36 @@ def map_choice_ui(count: int, key: str = "flt_map", label: str = "Output map") -
     return int(st.session_state[key])
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_fold_reason(key: loading.ModelKey, layer: str, stage: str | None) -> str | None:
+    return views.fold_bn_reason(loading.load_index(*key), layer, stage)
+
+
+def fold_bn_ui(key: loading.ModelKey, layer: str, stage: str | None, widget_key: str,
+               label: str = "Fold BatchNormalization", container: object = None) -> bool:
+    """The fold-BN toggle, the same on every page: disabled, with the reason as its help, where this
+    layer has no BatchNormalization to fold; returns whether to fold."""
+    reason = cached_fold_reason(key, layer, stage)
+    if reason is not None and st.session_state.get(widget_key):
+        st.session_state[widget_key] = False
+    where = container if container is not None else st
+    value = where.toggle(  # type: ignore[attr-defined]
+        label, key=widget_key, disabled=reason is not None,
+        help=f"Not available here: {reason}" if reason else
+        "Fold the BatchNormalization that reads this layer's output into its kernels and bias")
+    if reason is not None:
+        where.caption(f"Fold BN: not available here. {reason}")  # type: ignore[attr-defined]
+    return bool(value) and reason is None
+
+
+def _open_consumer(rows: list[views.ConsumerRow]) -> None:
+    """A click on a "who reads" row: open the consumer at the output map that reads this one most."""
+    picked = st.session_state["flt_consumers_table"].selection.rows
+    if picked:
+        row = rows[picked[0]]
+        urlstate.open_view("Filters", flt_layer=row.consumer, flt_map=row.top_map, flt_page=1)
+
+
 def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.subheader("Filters: the kernels feeding one output map")
     left, right = st.columns([1, 3])
@@ -115,9 +161,10 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
         if layer is None:
             return
         stages = views.stage_choices(index, layer)
+        st.session_state["_flt_single_stage"] = len(stages) <= 1
+        if len(stages) > 1 and st.session_state.get("flt_stage") not in stages:
+            st.session_state["flt_stage"] = stages[0]
         stage = st.selectbox("Stage", stages, key="flt_stage") if len(stages) > 1 else None
-        if stage is not None and stage not in stages:
-            stage = stages[0]
         count = output_map_count(index.layer(layer), stage)
         j = map_choice_ui(count)
         norm = st.selectbox("Normalisation", views.NORMALISATIONS, key="flt_norm",
@@ -128,30 +175,24 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
         # The toggle keeps its value across layers; it only applies where the layer reads 3 channels.
         rgb = st.toggle("RGB view (colour input)", key="flt_rgb", disabled=not can_rgb,
                         help="Show the 3 input-channel kernels of a first layer as one colour filter") and can_rgb
-        fold_bn = st.toggle("Fold BatchNormalization", key="flt_fold_bn",
-                            help="Fold the BN that reads this layer's output into kernel and bias")
-        sort = _SORTS[st.selectbox("Order of input channels", list(_SORTS), key="flt_sort")]
+        fold_bn = fold_bn_ui(key, layer, stage, "flt_fold_bn")
+        sort = SORTS[st.selectbox("Order of input channels", list(SORTS), key="flt_sort")]
         st.session_state.setdefault("flt_cap", views.DEFAULT_CAP)
-        cap = int(st.select_slider("Kernels per grid", _CAPS, key="flt_cap"))
+        cap = int(st.select_slider("Kernels per grid", CAPS, key="flt_cap"))
+        with st.expander("Graph around this layer", expanded=True):
+            st.graphviz_chart(cached_dot(key, layer), width="stretch")
+            st.caption("boxes: layers with kernels; arrows: data flow (skip connections included)")
     with right:
         n_inputs, per_page = _grid_size(key, layer, j, stage, cap)
         offset = 0
         if n_inputs > per_page and not rgb:
             pages = (n_inputs + per_page - 1) // per_page
-            st.session_state.setdefault("flt_page", 0)
-            if st.session_state["flt_page"] >= pages:
-                st.session_state["flt_page"] = pages - 1
-            page = st.number_input(f"Grid page (1 of {pages} shows kernels 0–{per_page - 1})", 0, pages - 1, step=1,
+            current = int(st.session_state.get("flt_page", 1))
+            st.session_state["flt_page"] = min(max(current, 1), pages)
+            page = st.number_input(f"Grid page (1–{pages}, {per_page} kernels each)", 1, pages, step=1,
                                    key="flt_page")
-            offset = int(page) * per_page
-        try:
-            view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
-        except InspectorError as exc:
-            if not fold_bn:
-                raise
-            st.warning(f"BN not folded: {exc}")  # e.g. no BN follows: show the plain kernels instead
-            fold_bn = False
-            view = cached_filter_view(key, layer, j, stage, False, sort, norm, cmap, cap, offset, rgb)
+            offset = (int(page) - 1) * per_page
+        view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
         fs = view.filters
         shown = "RGB filter of 3 input channels" if view.rgb else (
             f"{view.n_shown} of {fs.n_inputs} kernels shown (input channels "
@@ -162,7 +203,7 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
             st.caption(note)
         stats = st.columns(4)
         stats[0].metric("Bias", "none" if fs.bias is None else f"{fs.bias:.4g}")
-        stats[1].metric("Input channels read", f"{fs.n_inputs} of {fs.n_inputs_total or fs.n_inputs}")
+        stats[1].metric(f"Input channels read (of {fs.n_inputs_total or fs.n_inputs})", f"{fs.n_inputs}")
         stats[2].metric("Kernel L2 norm", f"{float((fs.norms ** 2).sum() ** 0.5):.4g}")
         stats[3].metric("BN folded", "yes" if fs.bn_folded else "no")
         _downloads(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
@@ -201,7 +242,15 @@ def _consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap
     st.markdown(f"**Who reads map {j}** — the slices of later kernels that read this map")
     rows, stops = cached_consumers(key, layer, j, stage)
     if rows:
-        st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, key="flt_consumers_table")
+        st.caption("Click a row to open that layer at the output map that reads this map most strongly.")
+        st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, key="flt_consumers_table",
+                     on_select=partial(_open_consumer, rows), selection_mode="single-row", width="stretch",
+                     column_config={
+                         "consumer": st.column_config.TextColumn("consumer", width="medium"),
+                         "via": st.column_config.TextColumn("via", width="large"),
+                         "strongest": st.column_config.TextColumn("strongest maps (norm)", width="large"),
+                         "top_map": st.column_config.NumberColumn("opens map", width="small"),
+                     })
         for row in rows:
             png = cached_consumer_png(key, layer, j, stage, row.consumer, cap, cmap)
             if png is not None:

@@ -6,11 +6,14 @@ only lays them out. Statistics of a layer are computed once per file version and
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading, views
+from inspector.dashboard import loading, urlstate, views
+from inspector.dashboard.page_filters import fold_bn_ui
 from inspector.records import ModelIndex
 from inspector.stats import LayerStats, layer_stats
 
@@ -24,23 +27,45 @@ def cached_layer_stats(key: loading.ModelKey, layer: str, dead: float, dup: floa
                        fold_bn=fold_bn, channel_matrix=True)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_figures(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool,
-                   log: bool) -> dict[str, bytes]:
-    """PNG bytes of every figure on the page for one layer: histograms, map norms, channel norms."""
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_figure(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool, log: bool,
+                  which: str) -> bytes:
+    """PNG bytes of one figure of the page: ``hist:<tensor>``, ``map_norms`` or ``channel_norms``.
+
+    One cache entry per figure, so the log-scale toggle re-draws only the figures that use it."""
     from inspector.render import stats as rs
 
     ls = cached_layer_stats(key, layer, dead, dup, fold_bn)
-    out = {f"hist:{t.name}": views.figure_bytes(rs.histogram_figure(t, log=log, figsize=(5.0, 2.8)))
-           for t in ls.tensors}
+    if which.startswith("hist:"):
+        tensor = next(t for t in ls.tensors if t.name == which[5:])
+        return views.figure_bytes(rs.histogram_figure(tensor, log=log, figsize=(5.0, 2.8)))
+    assert ls.health is not None
+    if which == "map_norms":
+        return views.figure_bytes(rs.map_norms_figure(ls.health))
+    return views.figure_bytes(rs.channel_norm_figure(ls.health, log=log))
+
+
+def cached_figures(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool,
+                   log: bool) -> dict[str, bytes]:
+    """Every figure of the page for one layer (each from its own cache entry)."""
+    ls = cached_layer_stats(key, layer, dead, dup, fold_bn)
+    names = [f"hist:{t.name}" for t in ls.tensors]
     if ls.health is not None:
-        out["map_norms"] = views.figure_bytes(rs.map_norms_figure(ls.health))
+        names.append("map_norms")
         if ls.health.channel_norms is not None:
-            out["channel_norms"] = views.figure_bytes(rs.channel_norm_figure(ls.health, log=log))
-    return out
+            names.append("channel_norms")
+    # The map-norm bars do not depend on the log toggle: always the log=False entry.
+    return {n: cached_figure(key, layer, dead, dup, fold_bn, log and n != "map_norms", n) for n in names}
 
 
-def weights_options_ui() -> tuple[float, float, bool, bool]:
+def _open_map(layer: str, maps: list[int]) -> None:
+    """A click on a health-table row: that map's kernels on the Filters page."""
+    picked = st.session_state["w_health_table"].selection.rows
+    if picked:
+        urlstate.open_view("Filters", flt_layer=layer, flt_map=maps[picked[0]], flt_page=1)
+
+
+def weights_options_ui(key: loading.ModelKey, layer: str) -> tuple[float, float, bool, bool]:
     cols = st.columns(4)
     st.session_state.setdefault("w_dead", 1e-3)
     st.session_state.setdefault("w_dup", 0.99)
@@ -48,7 +73,8 @@ def weights_options_ui() -> tuple[float, float, bool, bool]:
                                 format="%.4f", key="w_dead")
     dup = cols[1].number_input("Duplicate if |cosine| ≥", min_value=0.5, max_value=1.0, step=0.005,
                                format="%.3f", key="w_dup")
-    fold = cols[2].toggle("Fold following BN", key="w_fold_bn")
+    with cols[2]:
+        fold = fold_bn_ui(key, layer, None, "w_fold_bn", "Fold following BN")
     log = cols[3].toggle("Log scale", key="w_log")
     return float(dead), float(dup), bool(fold), bool(log)
 
@@ -62,7 +88,7 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
     if st.session_state.get("w_layer") not in layers:
         st.session_state["w_layer"] = (index.filter_layers() or [index.layer(layers[0])])[0].path
     layer = st.selectbox("Layer", layers, key="w_layer")
-    dead, dup, fold, log = weights_options_ui()
+    dead, dup, fold, log = weights_options_ui(key, layer)
     ls = cached_layer_stats(key, layer, dead, dup, fold)
     figs = cached_figures(key, layer, dead, dup, fold, log)
     rows = [{"tensor": t.name, "shape": str(list(t.shape)), "dtype": t.dtype, "min": t.min, "max": t.max,
@@ -93,7 +119,13 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
     only_flagged = st.toggle("Only dead or duplicated maps", key="w_only_flagged")
     if only_flagged:
         table = table[table["dead"] | (table["near duplicates (map: cosine)"] != "")]
-    st.dataframe(table, hide_index=True, key="w_health_table", height=min(400, 38 + 35 * len(table)))
+    if len(table):
+        st.caption("Click a row to see that map's kernels on the Filters page.")
+        st.dataframe(table, hide_index=True, key="w_health_table", height=min(400, 38 + 35 * len(table)),
+                     on_select=partial(_open_map, layer, [int(m) for m in table["map"]]),
+                     selection_mode="single-row", width="stretch")
+    else:
+        st.info("No dead or near-duplicate maps in this layer at these thresholds.")
     if "channel_norms" in figs:
         st.image(figs["channel_norms"], caption="‖kernel[input channel → map]‖: who feeds whom")
     for note in health.notes:

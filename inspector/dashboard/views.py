@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from inspector.errors import InspectorError
 from inspector.filters import (
     FilterSet,
     consumers_of_map,
@@ -48,8 +49,10 @@ __all__ = [
     "filter_figure_options",
     "filter_npz",
     "filter_view",
+    "fold_bn_reason",
     "grid_page_size",
     "layer_rows",
+    "neighbourhood_dot",
 ]
 
 #: How kernel colours are scaled: each kernel on its own range, all kernels of the map on one
@@ -90,10 +93,80 @@ def layer_rows(index: ModelIndex) -> list[dict[str, Any]]:
             "kind": f"{layer.kind}{'?' if layer.kind_inferred else ''}",
             "output shape": _shape_text(layer.output_shape),
             "params": layer.params,
+            "inbound": ", ".join(layer.inbound),
+            "outbound": ", ".join(c.path for c in index.consumers(layer.path)),
             "weights": " ".join(f"{w.name}{list(w.shape)}" for w in layer.weights),
         }
         for layer in index.layers
     ]
+
+
+def _dot_id(path: str) -> str:
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def neighbourhood_dot(index: ModelIndex, path: str, depth: int = 2, limit: int = 40) -> str:
+    """Graphviz DOT text of the layers within ``depth`` hops of ``path`` (inputs and consumers), with
+    every edge between them, so a skip connection shows as a second path into an ``Add``. Layers
+    with kernels are boxes, the chosen layer is filled; at most ``limit`` layers are drawn."""
+    centre = index.layer(path).path
+    seen = {centre: 0}
+    frontier = [centre]
+    for hop in range(1, depth + 1):
+        nxt = []
+        for p in frontier:
+            for q in [*index.layer(p).inbound, *(c.path for c in index.consumers(p))]:
+                if q not in seen and len(seen) < limit:
+                    seen[q] = hop
+                    nxt.append(q)
+        frontier = nxt
+    lines = ["digraph G {", "  rankdir=TB; nodesep=0.25; ranksep=0.3;",
+             '  node [fontname="Helvetica", fontsize=10, height=0.3, style="rounded,filled", '
+             'fillcolor="#f4f4f4", color="#999999"];', '  edge [color="#777777", arrowsize=0.6];']
+    for p in index.paths:  # model order keeps the drawing stable
+        if p not in seen:
+            continue
+        layer = index.layer(p)
+        label = f"{p}\\n{layer.class_name or layer.kind}"
+        attrs = [f'label="{label}"', "shape=box" if layer.kernel is not None else "shape=ellipse"]
+        if p == centre:
+            attrs.append('fillcolor="#ffd27f", color="#c07000", penwidth=2')
+        lines.append(f"  {_dot_id(p)} [{', '.join(attrs)}];")
+    for p in seen:
+        for q in index.layer(p).inbound:
+            if q in seen:
+                lines.append(f"  {_dot_id(q)} -> {_dot_id(p)};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def user_reason(message: str) -> str:
+    """An API error message in user wording: no "Received: ..." tail, no layer-path preamble."""
+    text = message.split(" Received:", 1)[0].rstrip(" .;")
+    head, sep, tail = text.partition(": ")
+    if sep and head.startswith("cannot fold"):
+        text = tail
+    return text[:1].upper() + text[1:] + "."
+
+
+def fold_bn_reason(index: ModelIndex, layer_path: str, stage: str | None = None) -> str | None:
+    """Why BatchNormalization cannot be folded into this layer (None: it can).
+
+    Uses ``inspector.graph.bn_fold_plan`` where it exists; otherwise asks ``filters_for_map`` to fold
+    map 0 and turns its refusal into user wording."""
+    layer = index.layer(layer_path)
+    try:
+        from inspector.graph import bn_fold_plan
+
+        plan = bn_fold_plan(index, layer, stage=stage)
+        return None if plan.ok else user_reason(str(plan.reason or "nothing to fold"))
+    except (ImportError, AttributeError, TypeError):  # inspector.graph not (fully) there yet
+        pass
+    try:
+        filters_for_map(layer, 0, index=index, fold_bn=True, stage=stage)
+    except InspectorError as exc:
+        return user_reason(str(exc))
+    return None
 
 
 # -- filters ---------------------------------------------------------------------------------------------
@@ -210,6 +283,7 @@ class ConsumerRow:
     n_outputs: int
     strongest: str  # "map (norm)" for the top few output maps reading this channel
     notes: str
+    top_map: int = 0  # the consumer's output map that reads this channel most strongly
 
 
 def consumer_rows(index: ModelIndex, layer_path: str, j: int, *, stage: str | None = None,
@@ -223,7 +297,7 @@ def consumer_rows(index: ModelIndex, layer_path: str, j: int, *, stage: str | No
         strongest = ", ".join(f"{int(sl.output_maps[o])} ({norms[o]:.3g})" for o in order)
         rows.append(ConsumerRow(sl.consumer_path, str(sl.kind), int(sl.input_channel),
                                 " → ".join(sl.via) or "direct", len(sl.output_maps), strongest,
-                                "; ".join(sl.notes)))
+                                "; ".join(sl.notes), int(sl.output_maps[order[0]]) if len(order) else 0))
     return rows, list(found.stops)
 
 
