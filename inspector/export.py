@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 from .errors import SelectionError, describe_received
 from .filters import FilterSet, ProgressCallback, filters_for_map, output_map_count, stages_for
+from .graph import bn_fold_plan
 from .outputs import npz_path, prepare_folder, write_npz, writing
 from .records import LayerKind, LayerRecord, ModelIndex
 from .selectors import parse_maps, select_layers
@@ -241,12 +242,14 @@ def _span(maps: Sequence[int]) -> str:
 def _set_for(layer: LayerRecord, j: int, index: ModelIndex, fold_bn: bool | str, sort: str | None,
              stage: str | None) -> tuple[FilterSet, str]:
     """The FilterSet, folding BN where the model allows it (batch export must not stop at one layer)."""
-    if fold_bn:
-        try:
+    if fold_bn and fold_bn != "none":
+        # Ask the planner filters_for_map itself asks (inspector.graph), rather than catching its error.
+        wheres = {"before": ("before",), "both": ("before", "after")}.get(str(fold_bn), ("after",))
+        plans = [bn_fold_plan(index, layer, where, stage=stage) for where in wheres]
+        if all(plan.ok for plan in plans):
             return filters_for_map(layer, j, index=index, fold_bn=fold_bn, sort=sort, stage=stage), ""
-        except SelectionError as exc:
-            note = f"BN not folded: {exc}"
-            return filters_for_map(layer, j, index=index, sort=sort, stage=stage), note
+        note = "BN not folded: " + "; ".join(str(plan.reason) for plan in plans if not plan.ok)
+        return filters_for_map(layer, j, index=index, sort=sort, stage=stage), note
     return filters_for_map(layer, j, index=index, sort=sort, stage=stage), ""
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from inspector.errors import InspectorError
 from inspector.filters import (
     FilterSet,
     consumers_of_map,
@@ -26,6 +25,7 @@ from inspector.filters import (
     output_map_count,
     stages_for,
 )
+from inspector.graph import bn_fold_plan
 from inspector.records import LayerKind, ModelIndex
 from inspector.render.activations import activation_grid_figure
 from inspector.render.activations import decomposition_figure as _decomposition_figure
@@ -152,21 +152,9 @@ def user_reason(message: str) -> str:
 def fold_bn_reason(index: ModelIndex, layer_path: str, stage: str | None = None) -> str | None:
     """Why BatchNormalization cannot be folded into this layer (None: it can).
 
-    Uses ``inspector.graph.bn_fold_plan`` where it exists; otherwise asks ``filters_for_map`` to fold
-    map 0 and turns its refusal into user wording."""
-    layer = index.layer(layer_path)
-    try:
-        from inspector.graph import bn_fold_plan
-
-        plan = bn_fold_plan(index, layer, stage=stage)
-        return None if plan.ok else user_reason(str(plan.reason or "nothing to fold"))
-    except (ImportError, AttributeError, TypeError):  # inspector.graph not (fully) there yet
-        pass
-    try:
-        filters_for_map(layer, 0, index=index, fold_bn=True, stage=stage)
-    except InspectorError as exc:
-        return user_reason(str(exc))
-    return None
+    The planner filters, stats and decompose fold with (``inspector.graph.bn_fold_plan``) decides."""
+    plan = bn_fold_plan(index, index.layer(layer_path), stage=stage)
+    return None if plan.ok else user_reason(str(plan.reason))
 
 
 # -- filters ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..decompose import Decomposition
+from .common import DEFAULT_DPI, LABEL_PT, wrap_to_width
 from .mosaic import mosaic_figure
 
 __all__ = ["activation_grid_figure", "decomposition_figure"]
@@ -49,11 +50,11 @@ def _draw(ax: Axes, arr: np.ndarray, *, vmin: float | None, vmax: float | None, 
         ax.plot(view, lw=1.0, color="#4c72b0")
         if vmin is not None and vmax is not None and vmin < vmax:
             ax.set_ylim(vmin, vmax)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=LABEL_PT)
         return None
     ax.bar([0], [float(view)], color="#4c72b0")
     ax.set_xticks([])
-    ax.tick_params(labelsize=6)
+    ax.tick_params(labelsize=LABEL_PT)
     return None
 
 
@@ -113,16 +114,35 @@ def _map_mosaic(a: np.ndarray, shown: list[int], *, title: str, shared_scale: bo
         tiles = tiles[:, mid]
         title += f"; 3-D maps: depth slice {mid} of {a.shape[0]}"
     n, h, w = tiles.shape
+    flat = tiles.reshape(n, -1)
+    lo_each, hi_each = np.nanmin(flat, axis=1), np.nanmax(flat, axis=1)
+    flat_maps = [t for t in range(n) if not hi_each[t] > lo_each[t]]  # constant (e.g. dead ReLU): hatched
+    zero = [shown[t] for t in flat_maps if hi_each[t] == 0]
+    const = [shown[t] for t in flat_maps if hi_each[t] != 0]
+    if zero:
+        title += f"; {_list(zero)} all zero (hatched)"
+    if const:
+        title += f"; {_list(const)} constant (hatched)"
+    ticklabels = None
     if shared_scale:
         vmin, vmax = float(np.nanmin(tiles)), float(np.nanmax(tiles))
     else:  # each map stretched to [0, 1] on the copy, so a weak map's structure is as visible as a strong one's
-        lo = np.nanmin(tiles.reshape(n, -1), axis=1)[:, None, None]
-        span = np.nanmax(tiles.reshape(n, -1), axis=1)[:, None, None] - lo
+        lo = lo_each[:, None, None]
+        span = hi_each[:, None, None] - lo
         tiles = np.where(span > 0, (tiles - lo) / np.where(span > 0, span, 1.0), 0.5)
         vmin, vmax = 0.0, 1.0
+        ticklabels = ["map min", "", "map max"]
     cols = ncols or min(n, max(1, math.ceil(math.sqrt(n * 1.6 * h / max(w, 1)))))
     return mosaic_figure(tiles, [f"map {m}" for m in shown], title=title, cols=cols, vmin=vmin, vmax=vmax, cmap=cmap,
-                         colorbar=shared_scale, tile_in=panel * 0.8)
+                         colorbar=True, bar_ticklabels=ticklabels, tile_in=panel * 0.8, marked=flat_maps,
+                         dpi=DEFAULT_DPI)
+
+
+def _list(maps: Sequence[int], most: int = 12) -> str:
+    """``maps 3, 7, 9`` (at most ``most`` numbers, then how many more)."""
+    head = ", ".join(str(m) for m in maps[:most])
+    more = f" and {len(maps) - most} more" if len(maps) > most else ""
+    return f"map{'s' if len(maps) != 1 else ''} {head}{more}"
 
 
 def decomposition_figure(dec: Decomposition, *, top: int = 6, cmap: str = "viridis",
@@ -130,43 +150,64 @@ def decomposition_figure(dec: Decomposition, *, top: int = 6, cmap: str = "virid
     """How output map j is made: input maps, their kernels and contributions, then the sum.
 
     One row per input channel (the ``top`` strongest by contribution energy when there are more),
-    columns: input map · kernel · contribution (all contributions on one symmetric scale, so their
-    sizes compare). The last row: Σ of all contributions, + bias → pre-activation → activation.
+    columns: input map (own scale and colour bar) · kernel · contribution (kernels on one symmetric
+    scale, contributions on another, each with one colour bar, so their sizes compare). The last
+    row: Σ of all contributions, + bias → pre-activation (one scale) → activation.
     """
     order = dec.ranking[: max(1, min(top, dec.n_inputs))]
     n_rows = len(order) + 1
-    fig = Figure(figsize=(4 * panel + 0.6, n_rows * panel + 0.8), layout="constrained")
+    width = 4 * panel + 2.2  # room for the colour bars
+    fig = Figure(figsize=(width, n_rows * panel + 1.0), layout="constrained", dpi=DEFAULT_DPI)
     axes = fig.subplots(n_rows, 4, squeeze=False)
-    c_lim = _sym([dec.contributions[i] for i in order] + [dec.contributions.sum(0)])
+    c_lim = _sym([dec.contributions[i] for i in order])
     k_lim = _sym([dec.kernels[i] for i in order])
     total_energy = float(dec.energy.sum()) or 1.0
+    kernel_img = contrib_img = None
     for r, pos in enumerate(order):
         ch = int(dec.input_channels[pos])
         share = 100.0 * float(dec.energy[pos]) / total_energy
-        _draw(axes[r, 0], dec.inputs[pos], vmin=None, vmax=None, cmap=cmap, title=f"input map {ch}")
+        img = _draw(axes[r, 0], dec.inputs[pos], vmin=None, vmax=None, cmap=cmap, title=f"input map {ch}")
+        _bar(fig, img, axes[r, 0])
         if dec.kernels[pos].ndim == 0:  # Dense: the weight is a scalar
             axes[r, 1].set_axis_off()
             axes[r, 1].text(0.5, 0.5, f"weight\n{float(dec.kernels[pos]):.4g}", ha="center", va="center",
                             fontsize=8, transform=axes[r, 1].transAxes)
         else:
-            _draw(axes[r, 1], dec.kernels[pos], vmin=-k_lim, vmax=k_lim, cmap=_DIVERGING,
-                  title=f"kernel [{ch}→{dec.map_index}]")
-        _draw(axes[r, 2], dec.contributions[pos], vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
-              title=f"contribution ({share:.1f}% energy)")
+            kernel_img = _draw(axes[r, 1], dec.kernels[pos], vmin=-k_lim, vmax=k_lim, cmap=_DIVERGING,
+                               title=f"kernel [{ch}→{dec.map_index}]") or kernel_img
+        contrib_img = _draw(axes[r, 2], dec.contributions[pos], vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
+                            title=f"contribution ({share:.1f}% energy)") or contrib_img
         axes[r, 3].set_axis_off()
+    if kernel_img is not None:
+        _bar(fig, kernel_img, axes[: len(order), 1], label="kernel weight")
+    if contrib_img is not None:
+        _bar(fig, contrib_img, axes[: len(order), 2], label="contribution")
     last = n_rows - 1
-    rest = dec.n_inputs - len(order)
-    _draw(axes[last, 0], dec.contributions.sum(0), vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
+    p_lim = _sym([dec.preactivation, dec.contributions.sum(0)])
+    _draw(axes[last, 0], dec.contributions.sum(0), vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING,
           title=f"Σ all {dec.n_inputs} contributions")
     axes[last, 1].set_axis_off()
     axes[last, 1].text(0.5, 0.5, f"+ bias\n{dec.bias:.4g}", ha="center", va="center", fontsize=9,
                        transform=axes[last, 1].transAxes)
-    p_lim = _sym([dec.preactivation])
-    _draw(axes[last, 2], dec.preactivation, vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING, title="pre-activation")
-    _draw(axes[last, 3], dec.output, vmin=None, vmax=None, cmap=cmap, title=f"output ({dec.activation})")
+    pre = _draw(axes[last, 2], dec.preactivation, vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING, title="pre-activation")
+    _bar(fig, pre, [axes[last, 0], axes[last, 2]])
+    _bar(fig, _draw(axes[last, 3], dec.output, vmin=None, vmax=None, cmap=cmap, title=f"output ({dec.activation})"),
+         axes[last, 3])
+    rest = dec.n_inputs - len(order)
     head = (f"{dec.layer_path} map {dec.map_index}: "
             f"{'top ' + str(len(order)) + ' of ' if rest else ''}{dec.n_inputs} input channels"
             f"{' (BN folded)' if dec.bn_folded else ''}; max |Σ+b − Keras| = {dec.max_abs_error:.2g}"
             f" (rel {dec.max_rel_error:.1e})")
-    fig.suptitle(head, fontsize=9)
+    fig.suptitle(wrap_to_width(head, width - 0.4, 9), fontsize=9)
     return fig
+
+
+def _bar(fig: Figure, image: object | None, ax: Axes | Sequence[Axes] | np.ndarray, label: str | None = None) -> None:
+    """A slim colour bar beside ``ax`` (or spanning several axes) for ``image`` (None: a line plot)."""
+    if image is None:
+        return
+    bar = fig.colorbar(image, ax=ax, shrink=0.85, aspect=20 if isinstance(ax, Axes) else 40, pad=0.02)  # type: ignore[arg-type]
+    bar.ax.tick_params(labelsize=LABEL_PT, length=2, pad=1)
+    bar.ax.yaxis.get_offset_text().set_fontsize(LABEL_PT)
+    if label:
+        bar.set_label(label, fontsize=LABEL_PT)
