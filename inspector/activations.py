@@ -11,7 +11,8 @@ Layout: arrays are returned **channels_last** (``(N, *spatial, C)``) by default,
 layer's ``data_format``; ``layout="native"`` returns what the layer produced. A tensor counts as
 channels_first when the layer that made it has ``data_format="channels_first"`` (or is a
 BatchNormalization on axis 1), or when it merely passes through a channels_first tensor
-(activations, Add, Dropout, ...). Rank-2 tensors ``(N, features)`` have no channel axis to move.
+(activations, Add, Dropout, ...): :func:`inspector.graph.produces_channels_first`, the rule filters
+also uses on index records. Rank-2 tensors ``(N, features)`` have no channel axis to move.
 
 A layer called several times (shared layer) is captured at its first call.
 """
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import kerascompat
 from .errors import LayerNotFoundError, ModelNotRunnableError, close_matches
+from .graph import produces_channels_first
 
 __all__ = ["Captured", "capture", "capture_io", "layer_paths"]
 
@@ -74,16 +76,9 @@ def _walk_layers(model: Any) -> Iterable[Any]:
 
 
 def _makes_channels_first(op: Any, inherited: bool) -> bool:
-    fmt = getattr(op, "data_format", None)
-    if fmt in ("channels_first", "channels_last"):
-        return fmt == "channels_first"
-    name = type(op).__name__
-    if name in ("BatchNormalization", "SyncBatchNormalization"):
-        axis = getattr(op, "axis", -1)
-        return axis == 1 or (isinstance(axis, (list, tuple)) and list(axis) == [1])
-    if name in ("Dense", "EinsumDense", "Embedding", "Flatten", "Reshape", "Permute"):
-        return False
-    return inherited
+    # The rule filters applies to index records, here on the live layer's attributes.
+    return produces_channels_first(type(op).__name__, getattr(op, "data_format", None), getattr(op, "axis", -1),
+                                   inherited)
 
 
 def _to_numpy(t: Any) -> np.ndarray:

@@ -26,12 +26,10 @@ import numpy as np
 from . import kerascompat
 from .activations import capture_io, run_operation
 from .errors import InputDataError, NotAFilterLayerError, SelectionError, describe_received
+from .graph import bn_fold_plan
 from .records import FILTER_KINDS, LayerKind, LayerRecord, ModelIndex
 
 __all__ = ["Decomposition", "contributions_for", "decompose", "save_npz"]
-
-_ACTIVATION_LAYERS = frozenset({"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"})
-
 
 @dataclass(frozen=True, eq=False)
 class Decomposition:
@@ -252,15 +250,10 @@ def decompose(index: ModelIndex, model: Any, x: np.ndarray, path: str, j: int, *
 
     bn_path = act_path = None
     if fold_bn:
-        bn = next((c for c in index.consumers(record.path)
-                   if c.class_name in ("BatchNormalization", "SyncBatchNormalization")), None)
-        if bn is None:  # filters_for_map refuses this first; kept so no stray StopIteration can escape
-            raise SelectionError(f"cannot fold BatchNormalization: no BatchNormalization reads the output of "
-                                 f"{record.path!r}; accepted: fold_bn=False here. Received: fold_bn=True")
-        bn_path = bn.path
-        after = index.consumers(bn.path)
-        if len(after) == 1 and after[0].class_name in _ACTIVATION_LAYERS:
-            act_path = after[0].path
+        # filters_for_map has folded it, so the planner said yes; it also names the activation after the BN.
+        plan = bn_fold_plan(index, record, "after").require()
+        bn_path = plan.bn_path
+        act_path = None if plan.activation is None else plan.activation.path
     wanted = [p for p in (record.path, bn_path, act_path) if p is not None]
     cap = capture_io(model, x[sample:sample + 1], outputs=wanted, inputs=[record.path])
     x_in = cap.inputs[record.path][0]  # (1, ...) native layout

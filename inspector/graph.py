@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SelectionError
+from .errors import NotAFilterLayerError, SelectionError
 from .records import LayerKind, LayerRecord, ModelIndex
 
 __all__ = [
@@ -187,7 +187,7 @@ class BNFoldPlan:
     def error_message(self) -> str:
         """The refusal as a three-part error message (what, accepted, received)."""
         return (f"cannot fold a BatchNormalization {self.where} {self.layer_path!r}: {self.reason}; "
-                f"accepted: a layer whose folding conditions hold, or no folding. Received: fold_bn={self.where!r}")
+                f"turn BN folding off for this layer. Received: fold_bn={self.where!r}")
 
     def require(self) -> BNFoldPlan:
         """This plan, or SelectionError with the reason when the BN cannot be folded."""
@@ -217,6 +217,12 @@ def bn_fold_plan(index: ModelIndex | None, layer: LayerRecord | str, where: str 
     if index is None:
         return BNFoldPlan(path, where, "folding needs the model graph, and no model index was given")
     rec = index.layer(layer) if isinstance(layer, str) else layer
+    try:
+        lay = layout_of(rec, stage)  # resolves the stage as filters does ("depthwise" of a DepthwiseConv: kernel)
+    except NotAFilterLayerError:
+        return BNFoldPlan(path, where, f"{rec.class_name or 'this layer'} has no kernel to fold a "
+                                       "BatchNormalization into")
+    stage = str(lay.stage)
     spec = rec.spec
     cf = bool(spec and spec.channels_first)
     if where == "after":
@@ -236,7 +242,7 @@ def bn_fold_plan(index: ModelIndex | None, layer: LayerRecord | str, where: str 
         if act != "linear":
             return BNFoldPlan(path, where, f"its activation {act!r} is applied before BN {bn.path!r}, so the BN "
                                            "is not a per-map rescaling of the kernel")
-        n = layout_of(rec, stage).n_maps
+        n = lay.n_maps
         ndim = output_rank(rec)
     else:
         if rec.kind is LayerKind.TRANSPOSE or stage in ("depthwise", "pointwise"):
@@ -247,7 +253,7 @@ def bn_fold_plan(index: ModelIndex | None, layer: LayerRecord | str, where: str 
             return BNFoldPlan(path, where, f"its input is not a single BatchNormalization (it reads "
                                            f"{_names(producers)})")
         bn = producers[0]
-        n = layout_of(rec).n_inputs
+        n = lay.n_inputs
         ndim = len(rec.input_shape) if isinstance(rec.input_shape, tuple) else None
     if not _on_channel_axis(bn, cf, ndim):
         return BNFoldPlan(path, where, f"BN {bn.path!r} normalises axis {bn.config.get('axis')!r}, not the "

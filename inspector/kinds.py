@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .graph import BN_CLASSES
+from .layouts import depth_multiplier, map_count
 from .records import KernelSpec, LayerKind
 from .shapes import expand_ints
 
@@ -120,7 +122,7 @@ def variable_names(class_name: str | None, config: Mapping[str, Any], count: int
             names = ["kernel"] + (["bias"] if c.get("use_bias", True) else [])
         case _ if kind_of_class(class_name) is LayerKind.SEPARABLE:
             names = ["depthwise_kernel", "pointwise_kernel"] + (["bias"] if c.get("use_bias", True) else [])
-        case "BatchNormalization" | "SyncBatchNormalization":
+        case _ if class_name in BN_CLASSES:
             names = (["gamma"] if c.get("scale", True) else []) + (["beta"] if c.get("center", True) else [])
             names += ["moving_mean", "moving_variance"]
             if c.get("renorm"):
@@ -151,7 +153,7 @@ def variable_names(class_name: str | None, config: Mapping[str, Any], count: int
 
 def non_trainable_names(class_name: str | None) -> frozenset[str]:
     """Variables that are non-trainable even in a trainable layer."""
-    if class_name in ("BatchNormalization", "SyncBatchNormalization"):
+    if class_name in BN_CLASSES:
         return frozenset({"moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev"})
     if class_name == "Normalization":
         return frozenset({"mean", "variance", "count"})
@@ -191,19 +193,16 @@ def kernel_spec(class_name: str | None, config: Mapping[str, Any],
         return None
     c = config
     if kind is LayerKind.DENSE:
-        units = c.get("units", kernel_shape[-1] if kernel_shape else None)
+        units = c.get("units", map_count(kind, kernel_shape) if kernel_shape else None)
         return KernelSpec(rank=0, activation=_activation_name(c.get("activation", "linear")),
                           use_bias=c.get("use_bias", True) if c else None, filters=units)
     rank = _rank_of(class_name)
     ksize = tuple(kernel_shape[:rank]) if kernel_shape else expand_ints(c.get("kernel_size"), rank)
     padding = c.get("padding", "valid") if c else None
     fmt = c.get("data_format") or "channels_last"
-    if kind is LayerKind.DEPTHWISE:
-        filters = None
-        mult = int(c.get("depth_multiplier", kernel_shape[-1] if kernel_shape else 1))
-    elif kind is LayerKind.SEPARABLE:
-        mult = int(c.get("depth_multiplier", kernel_shape[-1] if kernel_shape else 1))
-        filters = c.get("filters")
+    if kind in (LayerKind.DEPTHWISE, LayerKind.SEPARABLE):
+        mult = int(c.get("depth_multiplier", depth_multiplier(kernel_shape) if kernel_shape else 1))
+        filters = None if kind is LayerKind.DEPTHWISE else c.get("filters")
     else:
         mult = None
         filters = c.get("filters")

@@ -38,6 +38,8 @@ __all__ = [
     "Stage",
     "Stream",
     "chunk_indices",
+    "conv_kinds_matching",
+    "depth_multiplier",
     "groups_of",
     "infer_kind",
     "input_count",
@@ -65,12 +67,17 @@ def map_count(kind: LayerKind, kernel_shape: Sequence[int], pointwise_shape: Seq
         case LayerKind.CONV | LayerKind.DENSE:
             return int(kernel_shape[-1])
         case LayerKind.DEPTHWISE:
-            return int(kernel_shape[-2]) * int(kernel_shape[-1])
+            return int(kernel_shape[-2]) * depth_multiplier(kernel_shape)
         case LayerKind.TRANSPOSE:
             return int(kernel_shape[-2])
         case LayerKind.SEPARABLE if pointwise_shape is not None:
             return int(pointwise_shape[-1])
     raise ValueError(f"no map count for kind {kind} from shapes {kernel_shape}, {pointwise_shape}")
+
+
+def depth_multiplier(kernel_shape: Sequence[int]) -> int:
+    """M of a depthwise (or separable depthwise) kernel ``(*k, C_in, M)``."""
+    return int(kernel_shape[-1])
 
 
 def input_count(kind: LayerKind, kernel_shape: Sequence[int], groups: int = 1) -> int:
@@ -285,7 +292,7 @@ class DepthwiseLayout(Layout):
     """``(*k, C_in, M)``: map ``i·M + m`` reads input channel ``i`` only; also a separable depthwise stage."""
 
     def _mult(self) -> int:
-        return self.kernel.shape[-1]
+        return depth_multiplier(self.kernel.shape)
 
     def map_channels(self, j: int) -> np.ndarray:
         return np.array([j // self._mult()])

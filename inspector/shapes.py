@@ -10,18 +10,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .graph import MERGE_LAYERS, SHAPE_PRESERVING
 from .records import Shape
 
 __all__ = ["conv_output_length", "expand_ints", "infer_output_shape", "transpose_output_length"]
 
-_IDENTITY = {
-    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU", "Dropout",
-    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
-    "AlphaDropout", "BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization",
-    "UnitNormalization", "Normalization", "Rescaling", "ActivityRegularization", "Masking", "Identity",
-    "SyncBatchNormalization",
-}
-_MERGE = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
 
 
 def conv_output_length(n: int | None, k: int, s: int, d: int, padding: str) -> int | None:
@@ -82,7 +75,7 @@ def infer_output_shape(class_name: str, config: Mapping[str, Any],
     c = config
     if isinstance(input_shape, list):
         shapes = input_shape
-        if class_name in _MERGE and shapes:
+        if class_name in MERGE_LAYERS and shapes:
             return shapes[0]
         if class_name == "Concatenate" and shapes and all(s is not None for s in shapes):
             axis = int(c.get("axis", -1))
@@ -92,7 +85,7 @@ def infer_output_shape(class_name: str, config: Mapping[str, Any],
             return tuple(first)
         return None
     shape = input_shape
-    if class_name in _IDENTITY or class_name == "InputLayer":
+    if class_name in SHAPE_PRESERVING or class_name == "InputLayer":
         return shape
     cf = c.get("data_format") == "channels_first"
     rank_map = {"1D": 1, "2D": 2, "3D": 3}

@@ -16,6 +16,7 @@ from ..kinds import (
     non_trainable_names,
     variable_names,
 )
+from ..layouts import infer_kind, map_count
 from ..records import LayerKind, LayerRecord, TensorRef
 from ..shapes import infer_output_shape
 from .h5tensors import RawTensor
@@ -102,32 +103,8 @@ def _fill_shapes(records: list[LayerRecord]) -> None:
 
 # -- weights-only files ------------------------------------------------------------------------------
 
-def infer_kind_from_weights(names: Sequence[str | None],
-                            shapes: Sequence[tuple[int, ...]]) -> tuple[str | None, LayerKind]:
-    """Guess a class from variable names and shapes when nothing else says (weights-only, SavedModel)."""
-    plain = [None if n is None else n.split(":", 1)[0].rsplit("/", 1)[-1].lstrip("_") for n in names]
-    if "pointwise_kernel" in plain and "depthwise_kernel" in plain:
-        rank = len(shapes[plain.index("depthwise_kernel")]) - 2
-        return f"SeparableConv{rank}D", LayerKind.SEPARABLE
-    if "depthwise_kernel" in plain:
-        rank = len(shapes[plain.index("depthwise_kernel")]) - 2
-        return f"DepthwiseConv{rank}D", LayerKind.DEPTHWISE
-    if "moving_mean" in plain and "moving_variance" in plain:
-        return "BatchNormalization", LayerKind.NORM
-    if "recurrent_kernel" in plain:
-        return None, LayerKind.RNN
-    if "embeddings" in plain:
-        return "Embedding", LayerKind.EMBEDDING
-    if "kernel" in plain:
-        kshape = shapes[plain.index("kernel")]
-        if len(kshape) == 2:
-            return "Dense", LayerKind.DENSE
-        if 3 <= len(kshape) <= 5:
-            # A regular conv kernel; depthwise and transposed kernels look the same from the shape alone.
-            return f"Conv{len(kshape) - 2}D", LayerKind.CONV
-    if plain and set(plain) <= {"gamma", "beta"}:
-        return None, LayerKind.NORM
-    return None, LayerKind.OTHER
+#: Readers guess a class from names and shapes with the layout registry's rule.
+infer_kind_from_weights = infer_kind
 
 
 def weights_only_record(path: str, class_hint: str | None, raws: Sequence[RawTensor],
@@ -182,10 +159,10 @@ def _guess_names(class_name: str | None, raws: Sequence[RawTensor]) -> list[str]
 
 def _filters_from_shape(kind: LayerKind, refs: Sequence[TensorRef]) -> int | None:
     names = {r.name: r for r in refs}
-    if kind is LayerKind.SEPARABLE and "pointwise_kernel" in names:
-        return names["pointwise_kernel"].shape[-1]
-    if kind is LayerKind.TRANSPOSE and "kernel" in names:
-        return names["kernel"].shape[-2]
-    if kind in (LayerKind.CONV, LayerKind.DENSE) and "kernel" in names:
-        return names["kernel"].shape[-1]
-    return None
+    kernel = names.get("depthwise_kernel" if kind is LayerKind.SEPARABLE else "kernel")
+    if kind not in (LayerKind.CONV, LayerKind.TRANSPOSE, LayerKind.DENSE, LayerKind.SEPARABLE) or kernel is None:
+        return None  # depthwise layers have no filters setting (their maps follow the input)
+    pointwise = names.get("pointwise_kernel")
+    if kind is LayerKind.SEPARABLE and pointwise is None:
+        return None
+    return map_count(kind, kernel.shape, pointwise.shape if pointwise is not None else None)

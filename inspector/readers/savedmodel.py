@@ -28,7 +28,8 @@ from typing import Any
 from ..errors import CorruptModelError, UnsupportedFormatError
 from ..keras_config import ModelGraph, parse_model_config
 from ..kinds import canonical_weight_name, variable_names
-from ..records import LayerKind, LayerRecord, ModelFormat, ModelIndex, Shape
+from ..layouts import conv_kinds_matching, input_count
+from ..records import FILTER_KINDS, LayerKind, LayerRecord, ModelFormat, ModelIndex, Shape
 from .build import records_from_graph, weights_only_record
 from .h5tensors import RawTensor
 from .protowire import Message, WireError
@@ -385,11 +386,9 @@ def _in_channels(record: LayerRecord) -> int | None:
     if record.kind is LayerKind.NORM:
         ref = names.get("moving_mean") or names.get("gamma") or names.get("beta")
         return ref.shape[-1] if ref is not None and ref.shape else None
-    if "depthwise_kernel" in names:
-        return names["depthwise_kernel"].shape[-2]
-    if "kernel" in names and len(names["kernel"].shape) >= 2:
-        shape = names["kernel"].shape
-        return shape[0] if record.kind is LayerKind.DENSE else shape[-2]
+    kernel = record.kernel
+    if record.kind in FILTER_KINDS and kernel is not None and len(kernel.shape) >= 2:
+        return input_count(record.kind, kernel.shape)  # groups unknown here: 1
     return None
 
 
@@ -404,20 +403,17 @@ def _refined_conv_class(record: LayerRecord, next_in: int | None,
     kernel = record.weight("kernel")
     if record.kind is not LayerKind.CONV or kernel is None:
         return None
-    shape = kernel.shape
-    rank = len(shape) - 2
-    regular, depthwise, transposed = shape[-1], shape[-2] * shape[-1], shape[-2]
-    candidates = {"regular": regular, "depthwise": depthwise, "transposed": transposed}
+    rank = len(kernel.shape) - 2
     bias = record.bias
     evidence_list = [bias.shape[0]] if bias is not None and bias.shape else []
     if next_in:
         evidence_list.append(next_in)
     for evidence in evidence_list:
-        matching = [k for k, v in candidates.items() if v == evidence]
+        matching = conv_kinds_matching(kernel.shape, evidence)
         if len(matching) == 1:
-            if matching[0] == "depthwise" and rank in (1, 2):
+            if matching[0] is LayerKind.DEPTHWISE and rank in (1, 2):
                 return f"DepthwiseConv{rank}D"
-            if matching[0] == "transposed":
+            if matching[0] is LayerKind.TRANSPOSE:
                 return f"Conv{rank}DTranspose"
             return None
     if stored_kernel_name == "kernel" and rank in (1, 2):
