@@ -28,6 +28,7 @@ import numpy as np
 from . import kerascompat
 from .errors import LayerNotFoundError, ModelNotRunnableError, close_matches
 from .graph import produces_channels_first
+from .inputs import model_channels_first
 
 __all__ = ["Captured", "capture", "capture_io", "layer_paths"]
 
@@ -57,22 +58,6 @@ def layer_paths(model: Any, prefix: str = "") -> list[str]:
         else:
             out.append(f"{prefix}{layer.name}")
     return out
-
-
-def _first_data_format(model: Any) -> bool:
-    for layer in _walk_layers(model):
-        fmt = getattr(layer, "data_format", None)
-        if fmt in ("channels_first", "channels_last"):
-            return fmt == "channels_first"
-    return False
-
-
-def _walk_layers(model: Any) -> Iterable[Any]:
-    for layer in getattr(model, "layers", []):
-        if _sub_functional(layer) is not None:
-            yield from _walk_layers(layer)
-        else:
-            yield layer
 
 
 def _makes_channels_first(op: Any, inherited: bool) -> bool:
@@ -204,7 +189,7 @@ def capture_io(model: Any, x: Any, outputs: Iterable[str] = (), inputs: Iterable
             f"only expose their final output. Received: {type(model).__name__} {model.name!r}")
     want_out = set(_check_paths(model, outputs))
     want_in = set(_check_paths(model, inputs))
-    cf = _first_data_format(model) if input_channels_first is None else input_channels_first
+    cf = model_channels_first(model) if input_channels_first is None else input_channels_first
     recorder = _Recorder(want_out, want_in, cf)
     # A built Sequential's graph holds its input layer; feeding it goes through the same walk.
     recorder.result.model_output = recorder.run(functional, x, "")

@@ -18,17 +18,31 @@ may be missing. The result always has a batch axis and dtype float32.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import InputDataError, missing_dependency
 
-__all__ = ["PREPROCESS_CHOICES", "InputSpec", "input_spec_from_model", "load_input", "sample_image"]
+__all__ = ["PREPROCESS_CHOICES", "InputSpec", "Preprocess", "input_spec_from_model", "load_input",
+           "model_channels_first", "sample_image"]
 
-PREPROCESS_CHOICES = ("auto", "scale01", "scale11", "meanstd", "none")
+
+class Preprocess(StrEnum):
+    """How input values are scaled; see the module doc. The CLI and the dashboard offer exactly these."""
+
+    AUTO = "auto"
+    SCALE01 = "scale01"
+    SCALE11 = "scale11"
+    MEANSTD = "meanstd"
+    NONE = "none"
+
+
+PREPROCESS_CHOICES = tuple(str(p) for p in Preprocess)
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _DEFAULT_SIDE = 64  # sample size for models whose spatial size is not fixed
 
@@ -59,12 +73,31 @@ class InputSpec:
         return f"({dims})" + (" channels_first" if self.channels_first else "")
 
 
+def _leaf_layers(model: Any) -> Iterator[Any]:
+    """The layers of a Keras model in order, nested Functional models flattened."""
+    from .kerascompat import functional_graph
+
+    for layer in getattr(model, "layers", []):
+        if functional_graph(layer) is not None:
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def model_channels_first(model: Any) -> bool:
+    """Whether a Keras model takes channels_first inputs, judged by its first layer that declares a
+    ``data_format`` (channels_last when none does, as Keras defaults)."""
+    for layer in _leaf_layers(model):
+        fmt = getattr(layer, "data_format", None)
+        if fmt in ("channels_first", "channels_last"):
+            return fmt == "channels_first"
+    return False
+
+
 def input_spec_from_model(model: object) -> InputSpec:
     """The input spec of a Keras model: its (first) input shape, layout from its first conv-like layer."""
-    from .activations import _first_data_format
-
     shape = model.inputs[0].shape  # type: ignore[attr-defined]
-    return InputSpec(tuple(None if d is None else int(d) for d in shape[1:]), _first_data_format(model))
+    return InputSpec(tuple(None if d is None else int(d) for d in shape[1:]), model_channels_first(model))
 
 
 def sample_image(height: int, width: int, channels: int) -> np.ndarray:
