@@ -10,7 +10,8 @@ NPZ layout (one file per layer and stage). One map, the layout ``inspector filte
 
 Several maps (batch export of a layer): the same arrays with a leading ``n_maps`` axis.
 
-:func:`load_npz` turns such a file back into FilterSets.
+:func:`load_npz` turns such a file back into FilterSets; both are :mod:`inspector.serialize`'s FilterSet
+round trip under their historical names. Formats and suffixes come from :data:`inspector.outputs.FORMATS`.
 """
 
 from __future__ import annotations
@@ -19,22 +20,23 @@ import csv
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from .errors import SelectionError, describe_received
-from .filters import FilterSet, ProgressCallback, filters_for_map, output_map_count, stages_for
+from .filters import FilterSet, ProgressCallback, filters_for_map
+from .formatting import index_text
 from .graph import bn_fold_plan
-from .outputs import npz_path, prepare_folder, write_npz, writing
-from .records import LayerKind, LayerRecord, ModelIndex
-from .selectors import parse_maps, select_layers
+from .outputs import FORMATS, FileFormat, Role, figure_format, formats_with, prepare_folder, writing
+from .records import LayerRecord, ModelIndex
+from .selectors import plan_maps
+from .serialize import filtersets_from_npz as load_npz
+from .serialize import filtersets_to_npz as save_npz
 
 __all__ = [
     "MANIFEST_FORMATS",
@@ -51,33 +53,33 @@ __all__ = [
 ]
 
 
-class ExportFormat(StrEnum):
-    PNG = "png"
-    SVG = "svg"
-    PDF = "pdf"
-    NPZ = "npz"
-
-
-_FIGURE_FORMATS = (ExportFormat.PNG, ExportFormat.SVG, ExportFormat.PDF)
+#: What a batch export can write: the rows of the format table marked ``batch``.
+ExportFormat = StrEnum("ExportFormat", {f.name: f.value for f in formats_with(batch=True)})  # type: ignore[misc]
+ExportFormat.__doc__ = "A batch-export format (``--format``): the batch rows of inspector.outputs.FORMATS."
 
 #: The manifest files ``export_batch`` can write, in the order written.
-MANIFEST_FORMATS = ("json", "csv")
+MANIFEST_FORMATS = tuple(str(f) for f in formats_with(Role.MANIFEST))
+
+
+def _parse_list(text: str | Iterable[str], accepted: Sequence[str], what: str) -> list[str]:
+    """A comma-separated (or listed) subset of ``accepted``, in the order given, duplicates dropped; an
+    unknown name is a one-line SelectionError (skipping it silently would write less than the CLI says)."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for part in (str(p).strip().lower().lstrip(".") for p in parts):
+        if not part:
+            continue
+        if part not in accepted:
+            raise SelectionError(f"unknown {what} {part!r}; accepted: {', '.join(accepted)} (comma separated). "
+                                 f"Received: {describe_received(text)}")
+        if part not in out:
+            out.append(part)
+    return out
 
 
 def parse_formats(text: str | Iterable[str]) -> list[ExportFormat]:
     """``'png,svg,npz'`` → formats, in the order given, duplicates dropped."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    out: list[ExportFormat] = []
-    for part in (p.strip().lower().lstrip(".") for p in parts):
-        if not part:
-            continue
-        try:
-            fmt = ExportFormat(part)
-        except ValueError:
-            raise SelectionError(f"unknown export format {part!r}; accepted: {', '.join(ExportFormat)} (comma "
-                                 f"separated). Received: {describe_received(text)}") from None
-        if fmt not in out:
-            out.append(fmt)
+    out = [ExportFormat(p) for p in _parse_list(text, [str(f) for f in ExportFormat], "export format")]
     if not out:
         raise SelectionError(f"no export format given; accepted: {', '.join(ExportFormat)}. "
                              f"Received: {describe_received(text)}")
@@ -85,17 +87,15 @@ def parse_formats(text: str | Iterable[str]) -> list[ExportFormat]:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: float | None = None) -> Path:
-    """Save ``fig`` as PNG, SVG or PDF, chosen by the file suffix."""
+    """Save ``fig`` as PNG, SVG, PDF or JPEG, chosen by the file suffix."""
     out = Path(path)
-    fmt = out.suffix.lower().lstrip(".")
-    if fmt not in _FIGURE_FORMATS:
-        raise SelectionError(f"cannot write a figure as {out.suffix or 'a file without suffix'}; accepted: "
-                             f".png, .svg, .pdf. Received: {describe_received(str(path))}")
+    fmt = figure_format(out, option="a figure")
+    key = FORMATS[fmt].metadata_key
     # metadata=None for svg/pdf would embed dates; fixed metadata keeps exports reproducible.
-    meta = {"Creator": "filter-inspector"} if fmt != "png" else {"Software": "filter-inspector"}
+    meta = {"metadata": {key: "filter-inspector"}} if key else {}
     with writing(out, option="the figure"):
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=fmt, dpi=dpi if dpi else fig.dpi, metadata=meta)
+        fig.savefig(out, format=str(fmt), dpi=dpi if dpi else fig.dpi, **meta)
     return out
 
 
@@ -110,61 +110,6 @@ def save_pdf_pages(figures: Iterable[Figure], path: str | os.PathLike[str]) -> i
                 pdf.savefig(fig)
                 pages += 1
     return pages
-
-
-def save_npz(sets: FilterSet | Sequence[FilterSet], path: str | os.PathLike[str], *, source: str = "") -> Path:
-    """Save the FilterSets of one layer and stage (maps stacked) as an ``.npz``; see the module doc.
-
-    ``.npz`` is appended to ``path`` when missing; the path actually written is returned.
-    """
-    items = [sets] if isinstance(sets, FilterSet) else list(sets)
-    if not items:
-        raise SelectionError("nothing to save: no FilterSets were given; accepted: one or more FilterSets. "
-                             "Received: []")
-    first = items[0]
-    if any(fs.layer_path != first.layer_path or fs.stage != first.stage for fs in items):
-        raise SelectionError("an .npz holds one layer and stage; accepted: FilterSets of a single layer/stage. "
-                             f"Received: {sorted({(fs.layer_path, fs.stage) for fs in items})}")
-    out = npz_path(path)
-    with writing(out, option="the .npz file"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    # One map keeps the documented layout as is: kernels (n_inputs_seen, *spatial), input_channels (n,),
-    # bias and map as scalars. Several maps are stacked along a new leading axis.
-    single = isinstance(sets, FilterSet) or len(items) == 1
-
-    def stack(values: list[Any], dtype: Any = None) -> np.ndarray:
-        return np.asarray(values[0], dtype=dtype) if single else np.stack([np.asarray(v, dtype=dtype) for v in values])
-
-    return write_npz(out, {
-        "kernels": stack([fs.kernels for fs in items]),
-        "input_channels": stack([fs.input_channels for fs in items]),
-        "bias": stack([np.nan if fs.bias is None else fs.bias for fs in items], np.float64),
-        "maps": stack([fs.map_index for fs in items], np.int64),
-        "bn_folded": stack([fs.bn_folded for fs in items], bool),
-        "layer": np.str_(first.layer_path),
-        "kind": np.str_(first.kind),
-        "stage": np.str_(first.stage),
-        "class_name": np.str_(first.class_name or ""),
-        "sorted_by": np.str_(first.sorted_by),
-        "source": np.str_(source),
-        "n_inputs_total": np.int64(first.n_inputs_total),
-    })
-
-
-def load_npz(path: str | os.PathLike[str]) -> list[FilterSet]:
-    """FilterSets back from :func:`save_npz` (bias NaN → None)."""
-    with np.load(path, allow_pickle=False) as data:
-        kernels, channels, bias = data["kernels"], data["input_channels"], data["bias"]
-        if data["maps"].ndim == 0:  # a single map, saved without the leading map axis
-            kernels, channels, bias = kernels[None], channels[None], bias[None]
-        return [
-            FilterSet(layer_path=str(data["layer"]), kind=LayerKind(str(data["kind"])), map_index=int(m),
-                      kernels=kernels[n], input_channels=channels[n],
-                      bias=None if np.isnan(bias[n]) else float(bias[n]), stage=str(data["stage"]),
-                      bn_folded=bool(np.atleast_1d(data["bn_folded"])[n]), class_name=str(data["class_name"]) or None,
-                      n_inputs_total=int(data["n_inputs_total"]), sorted_by=str(data["sorted_by"]))
-            for n, m in enumerate(np.atleast_1d(data["maps"]))
-        ]
 
 
 # -- batch export ------------------------------------------------------------------------------------
@@ -183,19 +128,8 @@ class ManifestRow:
 
 
 def parse_manifest_formats(text: str | Iterable[str]) -> list[str]:
-    """``'json,csv'`` → ``['json', 'csv']``; unknown names are a one-line SelectionError (an unknown
-    name used to be skipped silently, so no manifest was written while the CLI said one was)."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    out: list[str] = []
-    for part in (str(p).strip().lower().lstrip(".") for p in parts):
-        if not part:
-            continue
-        if part not in MANIFEST_FORMATS:
-            raise SelectionError(f"unknown manifest format {part!r}; accepted: {', '.join(MANIFEST_FORMATS)} "
-                                 f"(comma separated). Received: {describe_received(text)}")
-        if part not in out:
-            out.append(part)
-    return out
+    """``'json,csv'`` → ``['json', 'csv']`` (may be empty: no manifest)."""
+    return _parse_list(text, MANIFEST_FORMATS, "manifest format")
 
 
 @dataclass
@@ -211,13 +145,13 @@ class Manifest:
         wanted = parse_manifest_formats(formats)
         written = []
         base = Path(self.out_dir)
-        if "json" in wanted:
+        if FileFormat.JSON in wanted:
             p = base / "manifest.json"
             with writing(p, option="the manifest"):
                 p.write_text(json.dumps({"source": self.source, "files": [asdict(r) for r in self.rows]},
                                         indent=1))
             written.append(p)
-        if "csv" in wanted:
+        if FileFormat.CSV in wanted:
             p = base / "manifest.csv"
             with writing(p, option="the manifest"), p.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(ManifestRow.__dataclass_fields__))
@@ -234,11 +168,6 @@ def safe_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", path.replace("/", "__")).strip("._") or "layer"
 
 
-def _span(maps: Sequence[int]) -> str:
-    return str(maps[0]) if len(maps) == 1 else f"{maps[0]}-{maps[-1]}" if list(maps) == list(
-        range(maps[0], maps[-1] + 1)) else ",".join(map(str, maps))
-
-
 def _set_for(layer: LayerRecord, j: int, index: ModelIndex, fold_bn: bool | str, sort: str | None,
              stage: str | None) -> tuple[FilterSet, str]:
     """The FilterSet, folding BN where the model allows it (batch export must not stop at one layer)."""
@@ -251,19 +180,6 @@ def _set_for(layer: LayerRecord, j: int, index: ModelIndex, fold_bn: bool | str,
         note = "BN not folded: " + "; ".join(str(plan.reason) for plan in plans if not plan.ok)
         return filters_for_map(layer, j, index=index, sort=sort, stage=stage), note
     return filters_for_map(layer, j, index=index, sort=sort, stage=stage), ""
-
-
-def _layers_for(index: ModelIndex, layers: str | Sequence[str | LayerRecord] | None) -> list[LayerRecord]:
-    """A pattern string goes through :func:`select_layers` (globs, commas); a sequence is taken as exact
-    paths or records, so names holding ``,`` or ``[`` (``conv[1]``) are never read as patterns."""
-    if layers is None or isinstance(layers, str):
-        return select_layers(index, layers)
-    chosen: list[LayerRecord] = []
-    for item in layers:
-        record = item if isinstance(item, LayerRecord) else index.layer(str(item))
-        if record not in chosen:
-            chosen.append(record)
-    return chosen
 
 
 def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
@@ -285,13 +201,9 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
 
     fmts = parse_formats(formats)
     manifest_formats = parse_manifest_formats(manifest)
-    chosen = _layers_for(index, layers)
-    selection = parse_maps(maps)
     # A stage names a separable layer's kernel; other layers in the same batch keep their default.
-    stages = {layer.path: stage if stage in stages_for(layer) else None for layer in chosen}
-    plan = [(layer, selection.resolve(output_map_count(layer, stages[layer.path]), layer=layer.path))
-            for layer in chosen]
-    total = sum(len(m) for _, m in plan)
+    plan = plan_maps(index, layers, maps, stage=stage, stage_where_offered=True)
+    total = sum(len(p.maps) for p in plan)
     out = prepare_folder(out_dir, option="the export folder")
     result = Manifest(str(out), index.source)
     done = 0
@@ -300,7 +212,8 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
         result.rows.append(ManifestRow(layer.path, span, str(layer.kind), fs.stage, fmt,
                                        str(path.relative_to(out)), path.stat().st_size, fs.bn_folded, note))
 
-    for layer, indices in plan:
+    for step in plan:
+        layer, indices = step.layer, step.maps
         name = safe_name(layer.path)
         sets: list[FilterSet] = []
         pdf = None
@@ -310,7 +223,7 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
         notes: set[str] = set()
         try:
             for j in indices:
-                fs, note = _set_for(layer, j, index, fold_bn, sort, stages[layer.path])
+                fs, note = _set_for(layer, j, index, fold_bn, sort, step.stage)
                 if note:
                     notes.add(note)
                 sets.append(fs)
@@ -330,7 +243,7 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
             if pdf is not None:
                 with writing(out / f"{name}.pdf", option="the PDF"):
                     pdf.close()
-        span = _span(indices)
+        span = index_text(indices)
         if pdf is not None and sets:
             add(layer, sets[0], span, "pdf", out / f"{name}.pdf", "; ".join(sorted(notes)))
         if ExportFormat.NPZ in fmts and sets:
@@ -338,22 +251,3 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
             add(layer, sets[0], span, "npz", path, "; ".join(sorted(notes)))
     result.write(manifest_formats)
     return result
-
-
-def figures_for_pdf(sets: Iterable[FilterSet], **plot_options: Any) -> Iterable[Figure]:
-    """One figure per FilterSet, lazily (for :func:`save_pdf_pages`)."""
-    from .render.filters import plot_filterset
-
-    for fs in sets:
-        yield plot_filterset(fs, **plot_options)
-
-
-def text_progress_bar(stream: Any, width: int = 30) -> Callable[[int, int, str], None]:
-    """A progress callback drawing ``[#####.....] 12/40 conv1:11`` on ``stream`` (stderr)."""
-    def report(done: int, total: int, what: str) -> None:
-        filled = int(width * done / max(total, 1))
-        end = "\n" if done >= total else ""
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what[:40]:<40}{end}")
-        stream.flush()
-
-    return report

@@ -5,7 +5,8 @@ or runs a model, so a typo in ``-o`` costs nothing, and wraps the write itself i
 a disk that fills up or a folder removed meanwhile is still a one-line :class:`OutputPathError`
 instead of an "internal error". :func:`write_npz` writes ``.npz`` files from a plain mapping: any
 string is a valid key (numpy's ``np.savez(file, **arrays)`` breaks on keys named ``file`` or
-``allow_pickle``).
+``allow_pickle``). :data:`FORMATS` is the one table of the file formats written (figures, arrays,
+manifests): every suffix check and every "accepted: ..." list reads it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,86 @@ import stat
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InspectorError, OutputPathError, describe_received
+from .errors import InspectorError, OutputPathError, SelectionError, describe_received
 
-__all__ = ["OutputPathError", "npz_path", "per_layer_path", "prepare_file", "prepare_folder", "write_npz", "writing"]
+__all__ = [
+    "FORMATS",
+    "FileFormat",
+    "FormatInfo",
+    "OutputPathError",
+    "Role",
+    "figure_format",
+    "formats_with",
+    "npz_path",
+    "per_layer_path",
+    "prepare_file",
+    "prepare_folder",
+    "write_npz",
+    "writing",
+]
+
+
+class FileFormat(StrEnum):
+    PNG = "png"
+    SVG = "svg"
+    PDF = "pdf"
+    JPG = "jpg"
+    JPEG = "jpeg"
+    NPZ = "npz"
+    JSON = "json"
+    CSV = "csv"
+
+
+class Role(StrEnum):
+    FIGURE = "figure"  # a matplotlib figure, chosen by the -o suffix
+    ARRAYS = "arrays"  # --npz
+    MANIFEST = "manifest"  # the batch-export file list
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    role: Role
+    batch: bool  # a batch export (``--format`` / the dashboard zip) can write it
+    mime: str
+    metadata_key: str | None  # where "filter-inspector" goes; None: the writer takes no metadata (JPEG)
+
+
+#: The one suffix table. JPEG is a single-figure format only: batch exports keep lossless PNG.
+FORMATS: dict[FileFormat, FormatInfo] = {
+    FileFormat.PNG: FormatInfo(Role.FIGURE, True, "image/png", "Software"),
+    FileFormat.SVG: FormatInfo(Role.FIGURE, True, "image/svg+xml", "Creator"),
+    FileFormat.PDF: FormatInfo(Role.FIGURE, True, "application/pdf", "Creator"),
+    FileFormat.JPG: FormatInfo(Role.FIGURE, False, "image/jpeg", None),
+    FileFormat.JPEG: FormatInfo(Role.FIGURE, False, "image/jpeg", None),
+    FileFormat.NPZ: FormatInfo(Role.ARRAYS, True, "application/octet-stream", None),
+    FileFormat.JSON: FormatInfo(Role.MANIFEST, False, "application/json", None),
+    FileFormat.CSV: FormatInfo(Role.MANIFEST, False, "text/csv", None),
+}
+
+
+def formats_with(role: Role | None = None, *, batch: bool | None = None) -> tuple[FileFormat, ...]:
+    """The formats of the table with ``role`` (and batch capability), in table order."""
+    return tuple(f for f, info in FORMATS.items()
+                 if (role is None or info.role is role) and (batch is None or info.batch is batch))
+
+
+def figure_format(path: str | os.PathLike[str], *, option: str = "the figure") -> FileFormat:
+    """The figure format a file name asks for, or a one-line SelectionError listing the accepted suffixes."""
+    suffix = Path(path).suffix.lower()
+    figures = formats_with(Role.FIGURE)
+    fmt = next((f for f in figures if f".{f}" == suffix), None)
+    if fmt is None:
+        accepted = ", ".join(f".{f}" for f in figures)
+        raise SelectionError(f"cannot write {option} as {suffix or 'a file without suffix'}; accepted: {accepted} "
+                             f"(arrays: .npz). Received: {describe_received(str(path))}")
+    return fmt
 
 
 def _why(exc: OSError) -> str:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import SelectionError, describe_received
+from .errors import LayerNotFoundError, SelectionError, describe_received
+from .filters import output_map_count, stages_for
 from .records import LayerRecord, ModelIndex
 
-__all__ = ["MapSelection", "Selector", "parse_maps", "parse_selector", "select_layers"]
+__all__ = ["LayerPlan", "MapSelection", "Selector", "parse_layer_argument", "parse_maps", "parse_selector",
+           "plan_maps", "select_layers"]
 
 _ACCEPTED = "indices and inclusive ranges separated by commas, e.g. '0-7,12', '8-' or 'all'"
 _ITEM = re.compile(r"^(\d+)(?:-(\d*))?$")
@@ -112,17 +115,35 @@ def parse_selector(text: str) -> Selector:
     return Selector(layer, parse_maps(maps))
 
 
-def select_layers(index: ModelIndex, pattern: str | None, *, filters_only: bool = True) -> list[LayerRecord]:
-    """Layers matching comma-separated globs (on the path or the bare name), in model order.
+def select_layers(index: ModelIndex, spec: str | Sequence[str | LayerRecord] | None, *,
+                  filters_only: bool = True) -> list[LayerRecord]:
+    """The layers ``spec`` names, in model order: the one selection policy of the CLI, the batch export
+    and the dashboard.
 
-    A pattern without glob characters must name a layer exactly (so typos get close-match hints
-    from ``index.layer``); ``None`` or ``'*'`` selects every filter layer.
+    * ``None``, ``''``, ``'*'`` or ``'all'``: every filter layer (every layer with ``filters_only=False``);
+    * a sequence: exact paths or records, in the order given, so names holding ``,`` or ``[`` are never
+      read as patterns;
+    * a string: an exact path or unique name first (so a layer called ``conv[1]`` or ``a,b`` is that
+      layer), else comma-separated globs on the path or the bare name. A part without glob characters
+      must name a layer exactly, so typos get close-match hints from ``index.layer``.
     """
+    if spec is not None and not isinstance(spec, str):
+        chosen: list[LayerRecord] = []
+        for item in spec:
+            record = item if isinstance(item, LayerRecord) else index.layer(str(item))
+            if record not in chosen:
+                chosen.append(record)
+        return chosen
     pool = index.filter_layers() if filters_only else list(index.layers)
-    if pattern is None or pattern.strip() in ("", "*", "all"):
+    if spec is None or spec.strip() in ("", "*", "all"):
         return pool
-    chosen: list[LayerRecord] = []
-    for part in (p.strip() for p in pattern.split(",")):
+    try:
+        return [index.layer(spec)]
+    except LayerNotFoundError:
+        if not any(ch in spec for ch in "*?[,"):
+            raise  # a plain name: keep its close-match suggestions
+    chosen = []
+    for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
         if any(ch in part for ch in "*?["):
@@ -131,9 +152,43 @@ def select_layers(index: ModelIndex, pattern: str | None, *, filters_only: bool 
             if not hits:
                 names = ", ".join(layer.path for layer in pool[:8]) + (", ..." if len(pool) > 8 else "")
                 raise SelectionError(f"no filter layer matches {part!r}; filter layers are: {names}. "
-                                     f"Received: {describe_received(pattern)}")
+                                     f"Received: {describe_received(spec)}")
         else:
             hits = [index.layer(part)]
         chosen.extend(h for h in hits if h not in chosen)
     order = {id(layer): i for i, layer in enumerate(index.layers)}
     return sorted(chosen, key=lambda layer: order[id(layer)])
+
+
+def parse_layer_argument(layer: str, maps: str | None = None) -> tuple[str, MapSelection]:
+    """``inspector filters``' LAYER [MAPS]: the maps may ride on LAYER (``conv2:0-3``) when MAPS is absent."""
+    if maps is None and ":" in layer:
+        sel = parse_selector(layer)
+        return sel.layer, sel.maps
+    return layer, parse_maps(maps)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One chosen layer, the stage its maps are counted in, and the selected map indices."""
+
+    layer: LayerRecord
+    stage: str | None
+    maps: list[int]
+
+
+def plan_maps(index: ModelIndex, layers: str | Sequence[str | LayerRecord] | None,
+              maps: str | int | MapSelection | None = None, *, stage: str | None = None,
+              stage_where_offered: bool = False) -> list[LayerPlan]:
+    """Layers by :func:`select_layers`, each with its maps resolved, all before any slicing, so an
+    out-of-range map fails before a file is written.
+
+    ``stage_where_offered`` (batch export): the stage applies to the layers that have it and the others
+    keep their default; otherwise it applies to every layer, and one without it is an error.
+    """
+    selection = parse_maps(maps)
+    plan = []
+    for layer in select_layers(index, layers):
+        st = stage if not stage_where_offered or stage in stages_for(layer) else None
+        plan.append(LayerPlan(layer, st, selection.resolve(output_map_count(layer, st), layer=layer.path)))
+    return plan
