@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import SelectionError
-from ..outputs import writing
-from .activations import add_run_arguments, prepare, prepare_outputs
+from ..service import RULES, check_sample_index, open_run, prepare_outputs, write_figure
+from ._argtypes import add_run_arguments
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +28,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..decompose import decompose, save_npz
+    from ..decompose import decompose
+    from ..serialize import to_npz
 
-    if args.top < 1:
-        raise SelectionError(f"--top must be at least 1. Received: {args.top}")
-    figure, npz = prepare_outputs(args)  # before the forward pass, which is the slow part
-    index, model, x = prepare(args)
+    RULES["top"](args.top)
+    outputs = prepare_outputs(args.output, args.npz)  # before the forward pass, which is the slow part
+    index, model, x = open_run(args.model, args.input, preprocess=args.preprocess, mean=args.mean, std=args.std,
+                               unsafe=args.unsafe)
     with index:
-        if not 0 <= args.sample_index < len(x):
-            raise SelectionError(f"--sample-index must be in 0-{len(x) - 1}. Received: {args.sample_index}")
+        check_sample_index(args.sample_index, len(x))
         dec = decompose(index, model, x, args.layer, args.map, fold_bn=args.fold_bn, sample=args.sample_index)
     print(f"{dec.layer_path} ({dec.class_name}) map {dec.map_index}: {dec.n_inputs} input channels, "
           f"bias {dec.bias:.6g}, activation {dec.activation}{', BN folded' if dec.bn_folded else ''}")
@@ -50,13 +49,10 @@ def run(args: argparse.Namespace) -> int:
               f"{float(dec.contributions[pos].mean()):>17.6g}")
     for note in dec.notes:
         print(f"note: {note}")
-    if npz is not None:
-        print(f"wrote {save_npz(dec, npz)}")
-    if figure is not None:
+    if outputs.npz is not None:
+        print(f"wrote {to_npz(dec, outputs.npz)}")
+    if outputs.figure is not None:
         from ..render.activations import decomposition_figure
 
-        fig = decomposition_figure(dec, top=args.top)
-        with writing(figure, option="the -o figure"):
-            fig.savefig(figure, dpi=120)
-        print(f"wrote {figure}")
+        print(f"wrote {write_figure(decomposition_figure(dec, top=args.top), outputs.figure, dpi=120)}")
     return 0

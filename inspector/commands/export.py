@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..filters import BNFold, Stage
 from ..loader import open_model
+from ..service import BNFold, SortOrder, Stage, choices
 from ._argtypes import manifest_formats, positive_int
 
 
@@ -19,10 +19,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maps", default=None, help="map selection for every layer, e.g. '0-7' (default: all)")
     parser.add_argument("--format", default="png,npz", help="comma separated: png, svg, pdf, npz (default png,npz)")
     parser.add_argument("--fold-bn", nargs="?", const="after", default=None,
-                        choices=[str(m) for m in BNFold if m is not BNFold.NONE],
+                        choices=choices(m for m in BNFold if m is not BNFold.NONE),
                         help="fold BatchNormalization where the model allows")
-    parser.add_argument("--sort", choices=["norm", "index"], default=None, help="order input channels by norm")
-    parser.add_argument("--stage", choices=[str(s) for s in Stage], default=None,
+    parser.add_argument("--sort", choices=choices(SortOrder), default=None, help="order input channels by norm")
+    parser.add_argument("--stage", choices=choices(Stage), default=None,
                         help="separable layers: effective, depthwise or pointwise")
     parser.add_argument("--dpi", type=positive_int, default=100, help="PNG resolution (default 100)")
     parser.add_argument("--max-kernels", type=positive_int, default=64, help="kernels per figure (default 64)")
@@ -32,8 +32,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_batch, parse_formats, text_progress_bar
+    from ..export import export_batch, parse_formats
     from ..outputs import prepare_folder
+    from ._progress import text_progress_bar
 
     parse_formats(args.format)  # a bad --format must not wait for the model to be indexed
     out_dir = prepare_folder(args.output, option="the -o export folder")  # before the model is opened

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from typing import Any
 
-import numpy as np
-
-from ..errors import SelectionError, describe_received
+from ..formatting import num_text, table_lines
 from ..loader import open_model
 from ..records import ModelIndex
+from ..service import RULES, StatsOptions, compute_stats, stats_payload
 from ..stats import (
     DEFAULT_BINS,
     DEFAULT_DEAD_THRESHOLD,
@@ -26,7 +23,6 @@ from ..stats import (
     FilterHealth,
     LayerStats,
     TensorStats,
-    layer_stats,
 )
 
 
@@ -49,66 +45,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="histogram bins (JSON output)")
 
 
-def _check(args: argparse.Namespace) -> None:
-    if not (math.isfinite(args.dead_threshold) and args.dead_threshold >= 0):
-        raise SelectionError("--dead-threshold is a relative factor >= 0, e.g. 1e-3. "
-                             f"Received: {describe_received(args.dead_threshold)}")
-    if not 0 < args.dup_threshold <= 1:
-        raise SelectionError("--dup-threshold is a cosine similarity in (0, 1], e.g. 0.99. "
-                             f"Received: {describe_received(args.dup_threshold)}")
-    if not (math.isfinite(args.near_zero) and args.near_zero >= 0):
-        raise SelectionError(f"--near-zero is a relative factor >= 0, e.g. 1e-6. "
-                             f"Received: {describe_received(args.near_zero)}")
-    if args.near_zero_abs is not None and not (math.isfinite(args.near_zero_abs) and args.near_zero_abs >= 0):
-        raise SelectionError(f"--near-zero-abs is an absolute value >= 0, e.g. 1e-8. "
-                             f"Received: {describe_received(args.near_zero_abs)}")
-    if args.bins < 1:
-        raise SelectionError(f"--bins is a positive integer, e.g. 64. Received: {describe_received(args.bins)}")
-
-
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "bins": args.bins, "near_zero": args.near_zero, "near_zero_abs": args.near_zero_abs,
-        "dead_threshold": args.dead_threshold,
-        "dup_threshold": None if args.no_duplicates else args.dup_threshold, "fold_bn": args.fold_bn,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: NaN/Inf -> null, numpy scalars and arrays -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
-def _num(value: float | None, width: int = 10) -> str:
-    if value is None:
-        return "-"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
-
-
-def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    rule = "-" * len(line(headers))
-    return [rule, line(headers), rule, *(line(r) for r in rows), rule]
+def _options(args: argparse.Namespace) -> StatsOptions:
+    RULES["dup_threshold"](args.dup_threshold)  # refused even with --no-duplicates: a typo stays a typo
+    return StatsOptions(bins=args.bins, near_zero=args.near_zero, near_zero_abs=args.near_zero_abs,
+                        dead_threshold=args.dead_threshold,
+                        dup_threshold=None if args.no_duplicates else args.dup_threshold, fold_bn=args.fold_bn)
 
 
 def _nonfinite(t: TensorStats) -> str:
@@ -122,12 +63,12 @@ def format_model_table(index: ModelIndex, stats: list[LayerStats]) -> str:
     for ls in stats:
         c, h = ls.combined, ls.health
         rows.append([
-            ls.path, ls.kind, f"{ls.params:,}", _num(c.min), _num(c.max), _num(c.mean), _num(c.std),
+            ls.path, ls.kind, f"{ls.params:,}", num_text(c.min), num_text(c.max), num_text(c.mean), num_text(c.std),
             f"{100 * c.zero_fraction:.2f}", _nonfinite(c),
             "-" if h is None else f"{len(h.dead)}/{h.n_maps}",
             "-" if h is None or h.dup_threshold is None else str(h.duplicate_pair_count),
         ])
-    out = [f'Model: "{index.name or "?"}"  format: {index.format}', *_table(headers, rows, set(range(2, 11)))]
+    out = table_lines(headers, rows, right=range(2, 11), title=f'Model: "{index.name or "?"}"  format: {index.format}')
     out.append("Statistics over finite values of all the layer's weights; NaN/Inf = NaN count / Inf count.")
     h0 = next((s.health for s in stats if s.health is not None), None)
     if h0 is not None:
@@ -145,11 +86,12 @@ def _map_rows(h: FilterHealth) -> tuple[list[str], list[list[str]]]:
     dead, bad = set(h.dead.tolist()), set(h.nonfinite.tolist())
     rows = []
     for j in range(h.n_maps):
-        row = [str(j), _num(float(h.map_norms[j]))]
+        row = [str(j), num_text(float(h.map_norms[j]))]
         if h.bias is not None:
-            row.append(_num(float(h.bias[j])))
+            row.append(num_text(float(h.bias[j])))
         if h.bn_scale is not None and h.bn_bias is not None:
-            row += [_num(float(h.bn_scale[j])), _num(float(h.effective_norms[j])), _num(float(h.bn_bias[j]))]
+            row += [num_text(float(h.bn_scale[j])), num_text(float(h.effective_norms[j])),
+                    num_text(float(h.bn_bias[j]))]
         row.append("NaN/Inf" if j in bad else "DEAD" if j in dead else "")
         row.append(", ".join(f"{k} ({s:+.4f})" for k, s in partners.get(j, [])[:6]))
         rows.append(row)
@@ -159,10 +101,10 @@ def _map_rows(h: FilterHealth) -> tuple[list[str], list[list[str]]]:
 def format_layer_report(ls: LayerStats) -> str:
     out = [f"Layer {ls.path!r} ({ls.class_name or '?'}, {ls.kind}): {ls.params:,} params"]
     headers = ["Weight", "Shape", "Min", "Max", "Mean", "Std", "L1", "L2", "Zeros %", "Near-0 %", "NaN", "Inf"]
-    rows = [[t.name, "x".join(map(str, t.shape)) or "scalar", _num(t.min), _num(t.max), _num(t.mean),
-             _num(t.std), _num(t.l1), _num(t.l2), f"{100 * t.zero_fraction:.2f}",
+    rows = [[t.name, "x".join(map(str, t.shape)) or "scalar", num_text(t.min), num_text(t.max), num_text(t.mean),
+             num_text(t.std), num_text(t.l1), num_text(t.l2), f"{100 * t.zero_fraction:.2f}",
              f"{100 * t.near_zero_fraction:.2f}", str(t.nan), str(t.posinf + t.neginf)] for t in ls.tensors]
-    out += _table(headers, rows, set(range(2, 12)))
+    out += table_lines(headers, rows, right=range(2, 12))
     h = ls.health
     if h is None:
         out.append("No filters: this layer has no kernel split into output maps.")
@@ -171,7 +113,7 @@ def format_layer_report(ls: LayerStats) -> str:
     out.append(f"{h.n_maps} output maps{stage}, {h.n_inputs} input channels, groups {h.groups}"
                + (f", BN folded: {h.bn_layer}" if h.bn_layer else ""))
     headers, rows = _map_rows(h)
-    out += _table(headers, rows, set(range(0, len(headers) - 2)))
+    out += table_lines(headers, rows, right=range(0, len(headers) - 2))
     out.append(f"Dead: {len(h.dead)} (norm < {h.dead_threshold:g} × median {h.dead_reference:.4g} = "
                f"{h.dead_cutoff:.4g}); NaN/Inf maps: {len(h.nonfinite)}")
     if h.dup_threshold is not None:
@@ -183,25 +125,13 @@ def format_layer_report(ls: LayerStats) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check(args)
-    opts = _options(args)
+    options = _options(args)  # refused before the model is opened
     with open_model(args.model) as index:
-        if args.layer:
-            layer = index.layer(args.layer)
-            ls = layer_stats(layer, index=index, **opts)
-            payload: dict[str, Any] = {"model": args.model, "format": str(index.format), "layer": ls.to_dict()}
-            text = format_layer_report(ls)
-        else:
-            stats = [layer_stats(layer, index=index, **opts) for layer in index.layers if layer.weights]
-            payload = {"model": args.model, "format": str(index.format), "name": index.name,
-                       "layers": [s.to_dict(histogram=False) for s in stats]}
-            for entry in payload["layers"]:
-                if entry["health"] is not None:  # per-map arrays belong to --layer; keep the summary short
-                    for key in ("map_norms", "bias", "bn_scale", "bn_bias", "effective_norms"):
-                        entry["health"].pop(key, None)
-            text = format_model_table(index, stats)
+        report = compute_stats(index, args.model, args.layer, options)
         if args.json:
-            sys.stdout.write(json.dumps(_jsonable(payload), allow_nan=False) + "\n")
+            sys.stdout.write(json.dumps(stats_payload(report), allow_nan=False) + "\n")
+        elif report.layer is not None:
+            print(format_layer_report(report.layer))
         else:
-            print(text)
+            print(format_model_table(index, report.layers))
     return 0

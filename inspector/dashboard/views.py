@@ -25,6 +25,7 @@ from inspector.filters import (
     output_map_count,
     stages_for,
 )
+from inspector.formatting import shape_text
 from inspector.graph import bn_fold_plan
 from inspector.records import LayerKind, ModelIndex
 from inspector.render.activations import activation_grid_figure
@@ -76,14 +77,6 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = DPI) -> bytes:
 
 # -- overview --------------------------------------------------------------------------------------------
 
-def _shape_text(shape: Any) -> str:
-    if shape is None:
-        return "?"
-    if isinstance(shape, list):
-        return ", ".join(_shape_text(s) for s in shape)
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-
-
 def layer_rows(index: ModelIndex) -> list[dict[str, Any]]:
     """One row per layer for the overview table (the columns of ``inspector summary``)."""
     return [
@@ -91,7 +84,7 @@ def layer_rows(index: ModelIndex) -> list[dict[str, Any]]:
             "path": layer.path,
             "class": layer.class_name or "?",
             "kind": f"{layer.kind}{'?' if layer.kind_inferred else ''}",
-            "output shape": _shape_text(layer.output_shape),
+            "output shape": shape_text(layer.output_shape),
             "params": layer.params,
             "inbound": ", ".join(layer.inbound),
             "outbound": ", ".join(c.path for c in index.consumers(layer.path)),
@@ -106,8 +99,9 @@ def _dot_id(path: str) -> str:
 
 
 def neighbourhood_dot(index: ModelIndex, path: str, depth: int = 2, limit: int = 40) -> str:
-    """Graphviz DOT text of the layers within ``depth`` hops of ``path`` (inputs and consumers), with
-    every edge between them, so a skip connection shows as a second path into an ``Add``. Layers
+    """Graphviz DOT text of the layers within ``depth`` hops of ``path`` (inputs and consumers), plus
+    every input of a merge layer in view and the layer feeding it, with every edge between them: a skip
+    connection shows as a second path into an ``Add``. Layers
     with kernels are boxes, the chosen layer is filled; at most ``limit`` layers are drawn."""
     centre = index.layer(path).path
     seen = {centre: 0}
@@ -120,6 +114,12 @@ def neighbourhood_dot(index: ModelIndex, path: str, depth: int = 2, limit: int =
                     seen[q] = hop
                     nxt.append(q)
         frontier = nxt
+    # Skip connections: every input of a merge (Add, Concatenate, ...) in view, and what feeds it.
+    for p in [q for q in seen if len(index.layer(q).inbound) > 1]:
+        for q in index.layer(p).inbound:
+            for r in (q, *index.layer(q).inbound[:1]):
+                if r not in seen and len(seen) < limit:
+                    seen[r] = depth + 1
     lines = ["digraph G {", "  rankdir=TB; nodesep=0.25; ranksep=0.3;",
              '  node [fontname="Helvetica", fontsize=10, height=0.3, style="rounded,filled", '
              'fillcolor="#f4f4f4", color="#999999"];', '  edge [color="#777777", arrowsize=0.6];']
@@ -236,15 +236,15 @@ def can_show_rgb(index: ModelIndex, layer_path: str) -> bool:
 
 
 def filter_npz(fs: FilterSet, source: str = "") -> bytes:
-    """The FilterSet as ``.npz`` bytes, written by :func:`inspector.export.save_npz` (same layout as
-    ``inspector export``), through a temporary folder that is removed at once."""
+    """The FilterSet as ``.npz`` bytes, written by :func:`inspector.serialize.filtersets_to_npz` (same
+    layout as ``inspector export``), through a temporary folder that is removed at once."""
     import tempfile
     from pathlib import Path
 
-    from inspector.export import save_npz
+    from inspector.serialize import filtersets_to_npz
 
     with tempfile.TemporaryDirectory(prefix="inspector-npz-") as tmp:
-        return save_npz(fs, Path(tmp) / "filters.npz", source=source).read_bytes()
+        return filtersets_to_npz(fs, Path(tmp) / "filters.npz", source=source).read_bytes()
 
 
 def filter_svg(fs: FilterSet, *, start: int = 0, cap: int = DEFAULT_CAP, norm: str = "map",
