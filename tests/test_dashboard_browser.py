@@ -247,3 +247,137 @@ def test_inspector_app_command(browser: object, args: list[str], expect: str, sh
             _shot(page, shot + "-recovered")
 
 
+
+# -- linked views: the URL, clicks on rows, the graph ------------------------------------------------------
+
+def _caption(page: object, text: str) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+
+
+def _click_row(page: object, table_key: str, row: int) -> None:
+    """Click the row marker of data row ``row`` (0-based) of the dataframe with widget key ``table_key``
+    (Streamlit draws tables on a canvas: rows are found by position, 35 px each under a 35 px header)."""
+    frame = page.locator(f"[class*='st-key-{table_key}'] [data-testid='stDataFrame']").first
+    frame.scroll_into_view_if_needed()
+    box = frame.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 35 * row + 17)
+    _wait_idle(page)
+
+
+def _query(page: object) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlparse
+
+    return dict(parse_qsl(urlparse(page.url).query))
+
+
+def test_url_round_trip_back_and_forward(browser: object) -> None:
+    sample = REPO / "sample_models" / "digits_cnn.keras"
+    with _server(["--", str(sample)]) as url:
+        page = _open(browser, f"{url}/?page=filters&layer=conv2&map=5")
+        _caption(page, "conv2 · map 5 of 16")
+        assert _query(page) == {"page": "filters", "layer": "conv2", "map": "5"}
+        page.get_by_role("button", name="next ▶").click()
+        _wait_idle(page)
+        _caption(page, "conv2 · map 6 of 16")
+        assert _query(page)["map"] == "6"
+        page.go_back()
+        _wait_idle(page)
+        _caption(page, "conv2 · map 5 of 16")
+        assert _query(page)["map"] == "5"
+        assert page.locator('[data-testid="stNumberInput"]').filter(has_text="Output map") \
+            .locator("input").input_value() == "5"
+        page.go_forward()
+        _wait_idle(page)
+        _caption(page, "conv2 · map 6 of 16")
+        # Another page is another history entry too.
+        _goto_page(page, "Weights")
+        assert _query(page)["page"] == "weights"
+        page.go_back()
+        _wait_idle(page)
+        _caption(page, "conv2 · map 6 of 16")
+        assert _query(page)["page"] == "filters"
+        _shot(page, "8-url-round-trip")
+        assert not _errors(page)
+
+
+def test_clicks_open_views(browser: object) -> None:
+    from inspector import open_model
+
+    sample = REPO / "sample_models" / "digits_cnn.keras"
+    paths = open_model(sample).paths
+    with _server(["--", str(sample)]) as url:
+        page = _open(browser, url)
+        page.locator(".st-key-ov_table [data-testid='stDataFrame']").wait_for()
+        _shot(page, "9-overview-linked")
+        # A layer row in the Overview opens the Filters page on that layer.
+        _click_row(page, "ov_table", paths.index("conv2"))
+        _caption(page, "conv2 · map 0 of 16")
+        assert _query(page) == {"page": "filters", "layer": "conv2", "map": "0"}
+        page.locator('[data-testid="stGraphVizChart"] svg').first.wait_for()  # drawn offline
+        assert page.locator('[data-testid="stGraphVizChart"] svg g.node').count() >= 3
+        # A "who reads" row opens the consumer at the map that reads this one most strongly.
+        page.goto(f"{url}/?page=filters&layer=conv1&map=3")
+        _wait_idle(page)
+        _caption(page, "conv1 · map 3 of 8")
+        _click_row(page, "flt_consumers_table", 0)
+        assert _query(page)["layer"] == "conv2"
+        _caption(page, f"conv2 · map {_query(page)['map']} of 16")
+        _shot(page, "10-who-reads-clicked")
+        assert not _errors(page)
+
+
+@pytest.fixture(scope="module")
+def no_bn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small conv model without any BatchNormalization (like VGG16)."""
+    import keras
+
+    path = tmp_path_factory.mktemp("nobn") / "plain_cnn.keras"
+    keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, name="c1"),
+                      keras.layers.Conv2D(8, 3, name="c2"), keras.layers.GlobalAveragePooling2D(),
+                      keras.layers.Dense(4, name="out")], name="plain_cnn").save(path)
+    return path
+
+
+def test_fold_bn_disabled_with_a_reason_without_bn(browser: object, no_bn_model: Path) -> None:
+    with _server(["--", str(no_bn_model)]) as url:
+        for query, shot in (("page=filters&layer=c1", "filters"), ("page=weights&layer=c1", "weights")):
+            page = _open(browser, f"{url}/?{query}")
+            toggle = page.locator('[data-testid="stCheckbox"]').filter(has_text="Fold")
+            toggle.first.wait_for()
+            assert toggle.locator("input").first.is_disabled()
+            _caption(page, "Fold BN: not available here. No BatchNormalization reads its output")
+            assert not page.get_by_text("Received:", exact=False).count()
+            assert not _errors(page) and not page.locator('[data-testid="stAlertContentWarning"]').count()
+            _shot(page, f"11-no-bn-{shot}")
+            page.close()
+
+
+def _big_model(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    made = REPO / "bench" / "models" / f"{name}.keras"  # bench/make_models.py, when it was run
+    if made.exists():
+        return made
+    import keras
+
+    path = tmp_path_factory.mktemp(name) / f"{name}.keras"
+    builder = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16}[name]
+    builder(weights=None).save(path)  # random weights: nothing is downloaded
+    return path
+
+
+def test_resnet50_overview_graph_and_filters(browser: object, tmp_path_factory: pytest.TempPathFactory) -> None:
+    model = _big_model("resnet50", tmp_path_factory)
+    with _server(["--", str(model)]) as url:
+        page = _open(browser, url)
+        page.get_by_text("177 of 177 layers shown", exact=False).wait_for()
+        _shot(page, "12-resnet50-overview")
+        page = _open(browser, f"{url}/?page=filters&layer=conv2_block1_3_conv&map=7")
+        _caption(page, "conv2_block1_3_conv · map 7 of 256")
+        graph = page.locator('[data-testid="stGraphVizChart"] svg').first
+        graph.wait_for()
+        text = graph.text_content() or ""
+        assert "conv2_block1_add" in text and "conv2_block1_0_bn" in text  # the skip connection
+        assert not page.locator('[data-testid="stCheckbox"]').filter(has_text="Fold").locator("input") \
+            .first.is_disabled()  # conv → BN: folding is offered
+        _shot(page, "13-resnet50-filters")
+        assert not _errors(page)

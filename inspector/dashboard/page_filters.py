@@ -145,9 +145,9 @@ def fold_bn_ui(key: loading.ModelKey, layer: str, stage: str | None, widget_key:
     return bool(value) and reason is None
 
 
-def _open_consumer(rows: list[views.ConsumerRow]) -> None:
+def _open_consumer(table_key: str, rows: list[views.ConsumerRow]) -> None:
     """A click on a "who reads" row: open the consumer at the output map that reads this one most."""
-    picked = st.session_state["flt_consumers_table"].selection.rows
+    picked = st.session_state[table_key].selection.rows
     if picked:
         row = rows[picked[0]]
         urlstate.open_view("Filters", flt_layer=row.consumer, flt_map=row.top_map, flt_page=1)
@@ -179,10 +179,10 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
         sort = SORTS[st.selectbox("Order of input channels", list(SORTS), key="flt_sort")]
         st.session_state.setdefault("flt_cap", views.DEFAULT_CAP)
         cap = int(st.select_slider("Kernels per grid", CAPS, key="flt_cap"))
-        with st.expander("Graph around this layer", expanded=True):
-            st.graphviz_chart(cached_dot(key, layer), width="stretch")
-            st.caption("boxes: layers with kernels; arrows: data flow (skip connections included)")
     with right:
+        with st.expander(f"Graph around {layer}", expanded=True):
+            st.graphviz_chart(cached_dot(key, layer), width="content")
+            st.caption("Boxes: layers with kernels; arrows: data flow, skip connections included.")
         n_inputs, per_page = _grid_size(key, layer, j, stage, cap)
         offset = 0
         if n_inputs > per_page and not rgb:
@@ -243,13 +243,20 @@ def _consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap
     rows, stops = cached_consumers(key, layer, j, stage)
     if rows:
         st.caption("Click a row to open that layer at the output map that reads this map most strongly.")
-        st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, key="flt_consumers_table",
-                     on_select=partial(_open_consumer, rows), selection_mode="single-row", width="stretch",
+        # One key per view: a clicked row must not stay selected in the next view's table.
+        table_key = f"flt_consumers_table_{layer}_{stage}_{j}"
+        st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, key=table_key,
+                     on_select=partial(_open_consumer, table_key, rows), selection_mode="single-row",
+                     width="stretch",
+                     column_order=["consumer", "top_map", "strongest", "via", "input_channel", "n_outputs",
+                                   "kind", "notes"],
                      column_config={
                          "consumer": st.column_config.TextColumn("consumer", width="medium"),
-                         "via": st.column_config.TextColumn("via", width="large"),
-                         "strongest": st.column_config.TextColumn("strongest maps (norm)", width="large"),
                          "top_map": st.column_config.NumberColumn("opens map", width="small"),
+                         "strongest": st.column_config.TextColumn("strongest maps (norm)", width="large"),
+                         "via": st.column_config.TextColumn("via", width="medium"),
+                         "input_channel": st.column_config.NumberColumn("as input channel", width="small"),
+                         "n_outputs": st.column_config.NumberColumn("its maps", width="small"),
                      })
         for row in rows:
             png = cached_consumer_png(key, layer, j, stage, row.consumer, cap, cmap)

@@ -98,7 +98,7 @@ def _dot_id(path: str) -> str:
     return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def neighbourhood_dot(index: ModelIndex, path: str, depth: int = 2, limit: int = 40) -> str:
+def neighbourhood_dot(index: ModelIndex, path: str, depth: int = 2, limit: int = 40, rankdir: str = "LR") -> str:
     """Graphviz DOT text of the layers within ``depth`` hops of ``path`` (inputs and consumers), plus
     every input of a merge layer in view and the layer feeding it, with every edge between them: a skip
     connection shows as a second path into an ``Add``. Layers
@@ -120,7 +120,7 @@ def neighbourhood_dot(index: ModelIndex, path: str, depth: int = 2, limit: int =
             for r in (q, *index.layer(q).inbound[:1]):
                 if r not in seen and len(seen) < limit:
                     seen[r] = depth + 1
-    lines = ["digraph G {", "  rankdir=TB; nodesep=0.25; ranksep=0.3;",
+    lines = ["digraph G {", f"  rankdir={rankdir}; nodesep=0.2; ranksep=0.3;",
              '  node [fontname="Helvetica", fontsize=10, height=0.3, style="rounded,filled", '
              'fillcolor="#f4f4f4", color="#999999"];', '  edge [color="#777777", arrowsize=0.6];']
     for p in index.paths:  # model order keeps the drawing stable
