@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..decompose import Decomposition
-from .common import DEFAULT_DPI, LABEL_PT, wrap_to_width
+from .common import DEFAULT_DPI, LABEL_PT, format_number, wrap_to_width
 from .mosaic import mosaic_figure
 
 __all__ = ["activation_grid_figure", "decomposition_figure"]
@@ -207,7 +207,9 @@ def _bar(fig: Figure, image: object | None, ax: Axes | Sequence[Axes] | np.ndarr
     if image is None:
         return
     bar = fig.colorbar(image, ax=ax, shrink=0.85, aspect=20 if isinstance(ax, Axes) else 40, pad=0.02)  # type: ignore[arg-type]
+    # Three ticks with short labels (no offset text): narrow bars beside small panels stay legible.
+    lo, hi = bar.mappable.get_clim()
+    bar.set_ticks([lo, (lo + hi) / 2, hi], labels=[format_number(v) for v in (lo, (lo + hi) / 2, hi)])
     bar.ax.tick_params(labelsize=LABEL_PT, length=2, pad=1)
-    bar.ax.yaxis.get_offset_text().set_fontsize(LABEL_PT)
     if label:
         bar.set_label(label, fontsize=LABEL_PT)

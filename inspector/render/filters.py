@@ -43,7 +43,7 @@ from .common import (
 from .mosaic import mosaic_figure
 
 if TYPE_CHECKING:
-    from ..records import LayerRecord, ModelIndex
+    from ..records import LayerRecord, ModelIndex, TensorRef
 
 __all__ = [
     "MontageKind",
@@ -518,7 +518,8 @@ def layer_color_limit(layer: LayerRecord | str, *, index: ModelIndex | None = No
 
     Reads the layer one map at a time (about 0.5 s for VGG16's ``block5_conv3``). When nothing is
     folded and the stage is a stored tensor (the maps' kernels partition it exactly), that tensor's
-    streamed max |value| is used instead, so a 25088 × 4096 Dense is not read column by column."""
+    max |value|, read in row blocks, is used instead, so a 25088 × 4096 Dense is not read column by
+    column."""
     from ..filters import Stage, filters_for_map, stages_for
 
     rec, n_maps = _layer_options(layer, index, stage)
@@ -526,17 +527,27 @@ def layer_color_limit(layer: LayerRecord | str, *, index: ModelIndex | None = No
     if fold_bn in (False, None, "none") and st is not Stage.EFFECTIVE:
         name = {Stage.DEPTHWISE: "depthwise_kernel", Stage.POINTWISE: "pointwise_kernel"}.get(st)
         ref = rec.weight(name) if name else rec.kernel
-        if ref is not None:
-            from ..stats import tensor_stats
-
-            stats = tensor_stats(ref, bins=1)
-            return symmetric_limit(np.array([stats.min or 0.0, stats.max or 0.0]))
+        if ref is not None and ref.shape:
+            return symmetric_limit(np.array([_streamed_max_abs(ref)]))
     peak = 0.0
     for j in range(n_maps):
         k = filters_for_map(rec, j, index=index, fold_bn=fold_bn, stage=stage).kernels
         if k.size:
             peak = max(peak, float(np.nanmax(np.abs(k))))
     return peak if peak > 0 and math.isfinite(peak) else 1.0
+
+
+def _streamed_max_abs(ref: TensorRef, chunk_bytes: int = 64 << 20) -> float:
+    """max |value| of a stored tensor, read in blocks of leading-axis rows (at most ``chunk_bytes``)."""
+    shape = ref.shape
+    row = max(1, math.prod(shape[1:]) * 8)
+    step = max(1, chunk_bytes // row)
+    peak = 0.0
+    for start in range(0, shape[0], step):
+        block = np.asarray(ref.read((slice(start, min(shape[0], start + step)),)), dtype=np.float64)
+        if block.size:
+            peak = max(peak, float(np.nanmax(np.abs(block))))
+    return peak
 
 
 def layer_montage(index: ModelIndex | None, layer: LayerRecord | str, *, page: int = 0, per_page: int | None = None,
