@@ -43,8 +43,10 @@ __all__ = [
     "groups_of",
     "infer_kind",
     "input_count",
+    "itemsize",
     "layout_of",
     "map_count",
+    "read_chunk",
     "stages_for",
 ]
 
@@ -161,11 +163,13 @@ def chunk_indices(shape: tuple[int, ...], itemsize: int, chunk_bytes: int,
             yield (*head, slice(start, stop)), axis, start, stop
 
 
-def _read(ref: TensorRef, index: tuple[Any, ...]) -> np.ndarray:
+def read_chunk(ref: TensorRef, index: tuple[Any, ...]) -> np.ndarray:
+    """``ref`` at a :func:`chunk_indices` index (``()``: the whole tensor, one plain read)."""
     return ref.read(index if index else None)
 
 
-def _itemsize(ref: TensorRef) -> int:
+def itemsize(ref: TensorRef) -> int:
+    """Bytes per stored element (bfloat16: 2)."""
     return np.dtype(ref.numpy_dtype).itemsize
 
 
@@ -242,12 +246,12 @@ class Layout:
         """The kernel as blocks of at most about ``chunk_bytes`` raw bytes (see :class:`Stream`)."""
         raise NotImplementedError
 
-    def _chunks(self, chunk_bytes: int, max_axis: int, itemsize: int | None = None,
+    def _chunks(self, chunk_bytes: int, max_axis: int, item_bytes: int | None = None,
                 ) -> Iterator[tuple[np.ndarray, int, int]]:
         ref = self.kernel
-        for index, axis, start, _stop in chunk_indices(ref.shape, itemsize or _itemsize(ref), chunk_bytes,
+        for index, axis, start, _stop in chunk_indices(ref.shape, item_bytes or itemsize(ref), chunk_bytes,
                                                        max_axis=max_axis):
-            yield _read(ref, index), axis, start
+            yield read_chunk(ref, index), axis, start
 
 
 @dataclass(frozen=True, eq=False)
@@ -418,7 +422,7 @@ class SeparableLayout(Layout):
         tap_ratio = max(1, n // max(mult, 1))
 
         def blocks() -> Iterator[tuple[np.ndarray, int]]:
-            for chunk, *_ in self._chunks(chunk_bytes, len(shape) - 3, _itemsize(self.kernel) * tap_ratio):
+            for chunk, *_ in self._chunks(chunk_bytes, len(shape) - 3, itemsize(self.kernel) * tap_ratio):
                 d = chunk.reshape(-1, c_in, mult)
                 yield np.einsum("tim,imf->tif", d.astype(np.float64), pw), 0
 

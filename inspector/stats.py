@@ -43,7 +43,7 @@ from .errors import SelectionError, describe_received
 # is streamed through the same layout (inspector.layouts), so the norms and scales here are the ones
 # of the FilterSets (tests/test_layouts.py checks that on every layer-table row).
 from .graph import bn_fold_plan
-from .layouts import chunk_indices, layout_of
+from .layouts import chunk_indices, itemsize, layout_of, read_chunk
 from .records import LayerKind, LayerRecord, ModelIndex, TensorRef
 
 __all__ = [
@@ -78,15 +78,6 @@ _EXACT_MAX_WORK = 4e9
 #: chi-square with k degrees of freedom exceeds slack·k (P(χ²_64 > 256) < 1e-40).
 _SKETCH_DIM = 64
 _SKETCH_SLACK = 4.0
-
-
-# -- streaming ------------------------------------------------------------------------------------------
-def _read(ref: TensorRef, index: tuple[Any, ...]) -> np.ndarray:
-    return ref.read(index if index else None)
-
-
-def _itemsize(ref: TensorRef) -> int:
-    return np.dtype(ref.numpy_dtype).itemsize
 
 
 # -- tensor statistics ----------------------------------------------------------------------------------
@@ -224,11 +215,11 @@ def tensor_stats(ref: TensorRef, *, bins: int = DEFAULT_BINS, near_zero: float =
     if bins < 1:
         raise SelectionError(f"the histogram needs at least one bin; pass bins >= 1. Received: {bins!r}")
     acc = _Acc()
-    chunks = list(chunk_indices(ref.shape, _itemsize(ref), chunk_bytes))
+    chunks = list(chunk_indices(ref.shape, itemsize(ref), chunk_bytes))
     single = len(chunks) == 1
     kept: np.ndarray | None = None
     for index, *_ in chunks:
-        finite = acc.add(_read(ref, index))
+        finite = acc.add(read_chunk(ref, index))
         if single:
             kept = finite  # small tensor: bin and count near-zeros from this read, no second pass
     counts = edges = None
@@ -240,7 +231,7 @@ def tensor_stats(ref: TensorRef, *, bins: int = DEFAULT_BINS, near_zero: float =
         rng = (acc.min, acc.max)  # np.histogram widens a zero-width range to [v-0.5, v+0.5] itself
         counts = np.zeros(bins, dtype=np.int64)
         parts: Iterator[np.ndarray] = iter([kept]) if kept is not None else (
-            _finite(_read(ref, index)) for index, *_ in chunks)
+            _finite(read_chunk(ref, index)) for index, *_ in chunks)
         edges = _edges(rng, bins)
         for x in parts:
             counts += _histogram(x, edges)
