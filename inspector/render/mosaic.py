@@ -80,7 +80,7 @@ class MosaicLayout:
         px_per_in = max(tile_h, tile_w) * scale / tile_in
         if gap_in is None:
             gap_in = max(0.04, min(0.12, 0.15 * tile_in))
-        gap_x = max(1, round(gap_in * px_per_in))
+        gap_x = max(1 if scale == 1 else 2, round(gap_in * px_per_in))  # upscaled tiles: a visible gap
         if label_in is None:
             label_in = 0.06 + _LINE_IN * label_lines
         gap_y = max(gap_x, math.ceil(label_in * px_per_in))
