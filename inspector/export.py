@@ -125,6 +125,10 @@ class ManifestRow:
     bytes: int
     bn_folded: bool
     note: str = ""
+    #: The input channels whose kernels are in this file ("0-63,128"); every channel of the map unless
+    #: the user capped the kernels per map (``max_kernels``), in which case ``truncated`` is true.
+    input_channels: str = ""
+    truncated: bool = False
 
 
 def parse_manifest_formats(text: str | Iterable[str]) -> list[str]:
@@ -186,18 +190,24 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                  layers: str | Sequence[str | LayerRecord] | None = None,
                  maps: str | None = None, formats: str | Iterable[str] = ("png", "npz"),
                  fold_bn: bool | str = False, sort: str | None = None, stage: str | None = None,
-                 dpi: float = 100, max_kernels: int = 64, scale: str = "shared",
-                 manifest: Sequence[str] = ("json", "csv"), progress: ProgressCallback | None = None,
-                 ) -> Manifest:
+                 dpi: float | None = None, max_kernels: int | None = None, per_page: int = 64,
+                 scale: str = "shared", manifest: Sequence[str] = ("json", "csv"),
+                 progress: ProgressCallback | None = None) -> Manifest:
     """Export the filters of many maps / layers (default: every map of every filter layer).
 
     Per layer ``L`` (file-safe name): ``L/map_0007.png|svg`` per map, ``L.pdf`` (one page per map),
     ``L.npz`` (all selected maps). Writes ``manifest.json`` / ``manifest.csv`` listing every file
     (``Manifest.written`` says which). ``layers``: a pattern string (comma-separated names, paths or
     globs) or a sequence of exact paths / LayerRecords. ``progress(done, total, what)`` is called after
-    each map.
+    each map; it may raise (e.g. a user's cancel) to stop the export, files written so far stay.
+
+    Nothing is dropped silently: a map with more input kernels than ``per_page`` gets several figure
+    pages (``map_0007.png``, ``map_0007_p2.png``, ... and one PDF page each), so every kernel is in the
+    files. Only ``max_kernels`` (the user's explicit cap: the first N kernels, in ``sort`` order) leaves
+    kernels out, and the manifest then says ``truncated``. Each manifest row lists the ``input_channels``
+    its file holds.
     """
-    from .render.filters import plot_filterset
+    from .render.filters import display_set, kernel_page, kernels_per_page, plot_filterset
 
     fmts = parse_formats(formats)
     manifest_formats = parse_manifest_formats(manifest)
@@ -208,9 +218,17 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
     result = Manifest(str(out), index.source)
     done = 0
 
-    def add(layer: LayerRecord, fs: FilterSet, span: str, fmt: str, path: Path, note: str) -> None:
+    if max_kernels is not None and max_kernels < 1:
+        raise SelectionError(f"max_kernels must be a positive number of kernels per map, or None for all. "
+                             f"Received: {max_kernels}")
+    if per_page < 1:
+        raise SelectionError(f"per_page must be a positive number of kernels per figure. Received: {per_page}")
+
+    def add(layer: LayerRecord, fs: FilterSet, span: str, fmt: str, path: Path, note: str,
+            channels: Iterable[int], truncated: bool) -> None:
         result.rows.append(ManifestRow(layer.path, span, str(layer.kind), fs.stage, fmt,
-                                       str(path.relative_to(out)), path.stat().st_size, fs.bn_folded, note))
+                                       str(path.relative_to(out)), path.stat().st_size, fs.bn_folded, note,
+                                       index_text(sorted(int(c) for c in channels)), truncated))
 
     for step in plan:
         layer, indices = step.layer, step.maps
@@ -221,6 +239,8 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
             with writing(out / f"{name}.pdf", option="the PDF"):
                 pdf = PdfPages(out / f"{name}.pdf", metadata={"Creator": "filter-inspector"})
         notes: set[str] = set()
+        pdf_channels: set[int] = set()
+        pdf_truncated = False
         try:
             for j in indices:
                 fs, note = _set_for(layer, j, index, fold_bn, sort, step.stage)
@@ -228,14 +248,25 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                     notes.add(note)
                 sets.append(fs)
                 needs_figure = pdf is not None or any(f in fmts for f in (ExportFormat.PNG, ExportFormat.SVG))
-                fig = plot_filterset(fs, max_kernels=max_kernels, scale=scale, dpi=dpi) if needs_figure else None
-                for fmt in (ExportFormat.PNG, ExportFormat.SVG):
-                    if fmt in fmts and fig is not None:
-                        path = save_figure(fig, out / name / f"map_{j:04d}.{fmt}", dpi=dpi)
-                        add(layer, fs, str(j), fmt, path, note)
-                if pdf is not None and fig is not None:
-                    with writing(out / f"{name}.pdf", option="the PDF"):
-                        pdf.savefig(fig)
+                shown = display_set(fs)  # what a figure draws (Dense after Flatten: producer-map images)
+                drawn = shown if max_kernels is None else shown.head(max_kernels)
+                truncated = drawn.n_inputs < shown.n_inputs
+                n_pages = -(-drawn.n_inputs // kernels_per_page(drawn, per_page)) if drawn.kernels.ndim > 1 else 1
+                for page in range(n_pages if needs_figure else 0):
+                    fig = plot_filterset(drawn, max_kernels=per_page, page=page, scale=scale,
+                                         **({} if dpi is None else {"dpi": dpi}))
+                    start, stop = kernel_page(drawn, per_page, page)
+                    channels = drawn.input_channels[start:stop] if drawn.kernels.ndim > 1 else drawn.input_channels
+                    suffix = "" if page == 0 else f"_p{page + 1}"
+                    for fmt in (ExportFormat.PNG, ExportFormat.SVG):
+                        if fmt in fmts:
+                            path = save_figure(fig, out / name / f"map_{j:04d}{suffix}.{fmt}", dpi=dpi)
+                            add(layer, fs, str(j), fmt, path, note, channels, truncated)
+                    if pdf is not None:
+                        with writing(out / f"{name}.pdf", option="the PDF"):
+                            pdf.savefig(fig)
+                        pdf_channels.update(int(c) for c in channels)
+                        pdf_truncated = pdf_truncated or truncated
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{layer.path}:{j}")
@@ -245,9 +276,11 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                     pdf.close()
         span = index_text(indices)
         if pdf is not None and sets:
-            add(layer, sets[0], span, "pdf", out / f"{name}.pdf", "; ".join(sorted(notes)))
-        if ExportFormat.NPZ in fmts and sets:
+            add(layer, sets[0], span, "pdf", out / f"{name}.pdf", "; ".join(sorted(notes)), pdf_channels,
+                pdf_truncated)
+        if ExportFormat.NPZ in fmts and sets:  # arrays always hold every kernel of every map
             path = save_npz(sets, out / f"{name}.npz", source=index.source)
-            add(layer, sets[0], span, "npz", path, "; ".join(sorted(notes)))
+            add(layer, sets[0], span, "npz", path, "; ".join(sorted(notes)),
+                {int(c) for fs in sets for c in fs.input_channels}, False)
     result.write(manifest_formats)
     return result

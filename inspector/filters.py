@@ -120,9 +120,20 @@ class FilterSet:
         column = np.zeros(math.prod(self.image_shape), dtype=self.kernels.dtype)
         column[self.input_channels] = self.kernels
         image = np.moveaxis(column.reshape(self.image_shape), self.image_channel_axis, 0)
-        return replace(self, kernels=np.ascontiguousarray(image), input_channels=np.arange(image.shape[0]),
-                       sorted_by=SortOrder.INDEX, image_shape=None, n_inputs_total=image.shape[0],
+        channels = np.arange(image.shape[0])
+        if self.sorted_by == SortOrder.NORM:  # a requested norm order holds for the producer maps too
+            flat = image.reshape(len(image), -1)
+            channels = np.argsort(-np.sqrt(np.einsum("ij,ij->i", flat, flat)), kind="stable")
+        return replace(self, kernels=np.ascontiguousarray(image[channels]), input_channels=channels,
+                       image_shape=None, n_inputs_total=image.shape[0],
                        notes=(*self.notes, f"Dense column reshaped to the flattened input {self.image_shape}"))
+
+    def head(self, n: int) -> FilterSet:
+        """The first ``n`` kernels (in the set's order: by norm when sorted), for a user-capped figure."""
+        if n >= self.n_inputs:
+            return self
+        return replace(self, kernels=self.kernels[:n], input_channels=self.input_channels[:n],
+                       notes=(*self.notes, f"first {n} of {self.n_inputs} input kernels"))
 
 
 # -- counts ------------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ class FigureOptions:
     scale: Scale = Scale.SHARED
     max_kernels: int = 64
     page: int = 0
-    dpi: int = 100
+    dpi: int | None = None  # None: the figures' own (hi-DPI) default
     rgb: bool = False
     max_maps: int = 64  # rows of the maps × channels grid
 
@@ -177,23 +177,23 @@ def write_filter_figure(sets: Sequence[FilterSet], out: Path, options: FigureOpt
     PDF, one map's kernel grid, colour filters when every map reads 3 colour channels, else a maps ×
     channels grid."""
     from .export import save_pdf_pages
+    from .render.common import DEFAULT_DPI
     from .render.filters import is_rgb_filterset, plot_filterset, plot_layer, plot_rgb_filters
 
-    grid = {"scale": str(options.scale), "max_kernels": options.max_kernels, "page": options.page,
-            "dpi": options.dpi}
+    dpi = options.dpi or DEFAULT_DPI
+    grid = {"scale": str(options.scale), "max_kernels": options.max_kernels, "page": options.page, "dpi": dpi}
     if options.rgb:
-        fig = plot_rgb_filters(list(sets), dpi=options.dpi)
+        fig = plot_rgb_filters(list(sets), dpi=dpi)
     elif figure_format(out) is FileFormat.PDF and len(sets) > 1:
         save_pdf_pages((plot_filterset(fs, **grid) for fs in sets), out)  # one page in memory at a time
         return out
     elif len(sets) == 1:
         fig = plot_filterset(sets[0], **grid)
     elif all(is_rgb_filterset(fs) for fs in sets) and sets[0].n_inputs_total == 3:
-        fig = plot_rgb_filters(list(sets), dpi=options.dpi)
+        fig = plot_rgb_filters(list(sets), dpi=dpi)
     else:
-        fig = plot_layer(list(sets), scale=str(options.scale), dpi=options.dpi,
-                         max_maps=min(len(sets), options.max_maps))
-    return write_figure(fig, out, dpi=options.dpi)
+        fig = plot_layer(list(sets), scale=str(options.scale), dpi=dpi, max_maps=min(len(sets), options.max_maps))
+    return write_figure(fig, out, dpi=dpi)
 
 
 # -- runs (forward passes) ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from inspector import open_model
 from inspector.cli import main
 from inspector.export import export_batch, load_npz, parse_formats, save_figure, save_npz
 from inspector.filters import filters_for_map, filters_for_maps
-from inspector.render.filters import plot_filterset, plot_layer, plot_rgb_filters
+from inspector.render.filters import display_set, plot_filterset, plot_layer, plot_rgb_filters
 from inspector.render.mosaic import MOSAIC_GID, mosaic_image
 
 
@@ -174,17 +174,50 @@ def test_batch_export_manifest_and_progress(model_path, tmp_path) -> None:
         rows = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]
         with (tmp_path / "out" / "manifest.csv").open() as fh:
             assert len(list(csv.DictReader(fh))) == len(rows) == len(manifest.rows)
-        # 3 layers × 2 maps × (png + svg) + per layer one pdf and one npz
-        assert len(rows) == 3 * 2 * 2 + 3 * 2
         for row in rows:
             assert (tmp_path / "out" / row["path"]).stat().st_size == row["bytes"] > 0
+        # Nothing dropped: per map and figure format, the files together hold every input channel
+        # ("deep" reads 512 channels: 8 pages of 64 per map), and nothing is marked truncated.
+        for layer in ("rgb", "deep", "fc"):
+            for j in (0, 1):
+                for fmt in ("png", "svg"):
+                    mine = [r for r in rows if (r["layer"], r["maps"], r["format"]) == (layer, str(j), fmt)]
+                    got = set().union(*(_channel_set(r["input_channels"]) for r in mine))
+                    shown = display_set(filters_for_map(layer, j, index=index))
+                    assert got == set(shown.input_channels.tolist()), (layer, j, fmt)
+                    assert not any(r["truncated"] for r in mine)
+        deep_pngs = [r for r in rows if r["layer"] == "deep" and r["format"] == "png"]
+        assert len(deep_pngs) == 2 * 8 and {r["input_channels"] for r in deep_pngs} >= {"0-63", "448-511"}
+        assert all(_channel_set(r["input_channels"]) == set(range(512)) for r in rows
+                   if r["layer"] == "deep" and r["format"] in ("pdf", "npz"))
         by_layer = {r["layer"]: r for r in rows if r["format"] == "pdf"}
-        assert _pdf_pages(tmp_path / "out" / "deep.pdf") == 2
+        assert _pdf_pages(tmp_path / "out" / "deep.pdf") == 2 * 8
         assert by_layer["deep"]["bn_folded"] is True and by_layer["rgb"]["bn_folded"] is False
         assert "BN not folded" in by_layer["rgb"]["note"]
         back = load_npz(tmp_path / "out" / "deep.npz")
         np.testing.assert_array_equal(back[1].kernels,
                                       filters_for_map("deep", 1, index=index, fold_bn=True).kernels)
+
+
+def _channel_set(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+@pytest.mark.keras
+def test_export_caps_kernels_only_when_asked(model_path, tmp_path) -> None:
+    with open_model(model_path) as index:
+        rows = export_batch(index, tmp_path / "cap", layers="deep", maps="1", formats="png,npz", sort="norm",
+                            max_kernels=10, per_page=4).rows
+        pngs = [r for r in rows if r.format == "png"]
+        assert len(pngs) == 3 and all(r.truncated for r in pngs)  # 10 kernels on pages of 4, 4, 2
+        strongest = filters_for_map("deep", 1, index=index, sort="norm").input_channels[:10]
+        assert set().union(*(_channel_set(r.input_channels) for r in pngs)) == set(strongest.tolist())
+        (npz,) = [r for r in rows if r.format == "npz"]
+        assert not npz.truncated and _channel_set(npz.input_channels) == set(range(512))
 
 
 @pytest.mark.keras

@@ -61,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
                 maps = parse_maps(args.maps).resolve(a.shape[-1], layer=path)
             fig = activation_grid_figure(a, title=f"{path} {tuple(a.shape)}", maps=maps,
                                          shared_scale=args.shared_scale)
-            print(f"wrote {write_figure(fig, per_layer_path(outputs.figure, path, len(acts) > 1), dpi=120)}")
+            print(f"wrote {write_figure(fig, per_layer_path(outputs.figure, path, len(acts) > 1))}")
     return 0

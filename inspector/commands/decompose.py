@@ -54,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
     if outputs.figure is not None:
         from ..render.activations import decomposition_figure
 
-        print(f"wrote {write_figure(decomposition_figure(dec, top=args.top), outputs.figure, dpi=120)}")
+        print(f"wrote {write_figure(decomposition_figure(dec, top=args.top), outputs.figure)}")
     return 0

@@ -24,8 +24,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sort", choices=choices(SortOrder), default=None, help="order input channels by norm")
     parser.add_argument("--stage", choices=choices(Stage), default=None,
                         help="separable layers: effective, depthwise or pointwise")
-    parser.add_argument("--dpi", type=positive_int, default=100, help="PNG resolution (default 100)")
-    parser.add_argument("--max-kernels", type=positive_int, default=64, help="kernels per figure (default 64)")
+    parser.add_argument("--dpi", type=positive_int, default=None, help="PNG resolution (default 200)")
+    parser.add_argument("--per-page", type=positive_int, default=64,
+                        help="kernels per figure page; a map with more gets more pages (default 64)")
+    parser.add_argument("--max-kernels", type=positive_int, default=None,
+                        help="draw only the first N kernels of each map (in --sort order); the manifest then "
+                             "says truncated (default: every kernel)")
     parser.add_argument("--manifest", type=manifest_formats, default=["json", "csv"], metavar="json,csv",
                         help="manifest formats, comma separated: json, csv (default both)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = export_batch(
             index, out_dir, layers=args.layers, maps=args.maps, formats=args.format,
             fold_bn=args.fold_bn or False, sort=args.sort, stage=args.stage, dpi=args.dpi,
-            max_kernels=args.max_kernels, manifest=args.manifest, progress=progress)
+            max_kernels=args.max_kernels, per_page=args.per_page, manifest=args.manifest, progress=progress)
     layers = len({r.layer for r in manifest.rows})
     listed = " / ".join(Path(p).name for p in manifest.written)
     tail = f" ({listed} list{'s' if len(manifest.written) == 1 else ''} them)" if listed else ""

@@ -53,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="order input channels by kernel norm (strongest first)")
     parser.add_argument("--stage", choices=choices(Stage), default=None,
                         help="separable layers: effective (default), depthwise or pointwise kernel")
-    parser.add_argument("--dpi", type=positive_int, default=100, help="PNG resolution (default 100)")
+    parser.add_argument("--dpi", type=positive_int, default=None, help="PNG resolution (default 200)")
     parser.add_argument("--scale", choices=choices(Scale), default=Scale.SHARED,
                         help="one symmetric colour scale for the figure (default) or one per kernel")
     parser.add_argument("--max-kernels", type=positive_int, default=64, help="kernels per figure page (default 64)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MontageKind",
+    "display_set",
     "is_rgb_filterset",
     "kernel_page",
     "kernel_tiles",
@@ -131,19 +131,12 @@ def _scale_note(scale: Scale, vmax: float | None, *, fixed: bool = False, clippe
     return note
 
 
-def _display_set(fs: FilterSet, as_image: bool) -> FilterSet:
+def display_set(fs: FilterSet, as_image: bool = True) -> FilterSet:
     """What is drawn for ``fs``: a Dense column reading a flattened image becomes one image per
-    producer map; a requested norm order is kept (``image_kernels`` returns channel order)."""
+    producer map (in norm order when ``fs`` was sorted by norm); anything else as it is."""
     if fs.kind is not LayerKind.DENSE or not as_image:
         return fs
-    image = fs.image_kernels()
-    if image is None:
-        return fs
-    if fs.sorted_by == SortOrder.NORM:
-        order = np.argsort(-image.norms, kind="stable")
-        image = replace(image, kernels=image.kernels[order], input_channels=image.input_channels[order],
-                        sorted_by=SortOrder.NORM)
-    return image
+    return fs.image_kernels() or fs
 
 
 def _zero_tiles(tiles: np.ndarray) -> list[int]:
@@ -172,7 +165,7 @@ def plot_filterset(fs: FilterSet, *, fig: Figure | None = None, scale: str = Sca
     weight-per-input line. 1-D kernels are strips, 3-D kernels one row of depth slices per input channel.
     """
     scale = Scale(scale)
-    fs = _display_set(fs, as_image)
+    fs = display_set(fs, as_image)
     rank = fs.kernels.ndim - 1
     if rank == 0:
         return _plot_column(fs, fig=fig, dpi=dpi)
@@ -329,7 +322,7 @@ def _layer_grid(sets: list[FilterSet], total_maps: int, *, max_channels: int, cm
                 vmax: float | None, fig: Figure | None, dpi: float, head: str = "") -> Figure:
     first = sets[0]
     if first.kind is LayerKind.DENSE:
-        images = [_display_set(fs, True) for fs in sets]
+        images = [display_set(fs, True) for fs in sets]
         if any(im.kind is LayerKind.DENSE and im.kernels.ndim == 1 for im in images):
             return _plot_dense_matrix(sets, total_maps, fig=fig, cmap=cmap, dpi=dpi, vmax=vmax)
         sets = images
