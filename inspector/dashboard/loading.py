@@ -16,8 +16,12 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from inspector.records import ModelIndex
 __all__ = [
     "MAX_UPLOAD_MB",
     "ModelKey",
+    "Prefetcher",
     "cli_model",
     "load_index",
     "load_runnable_cached",
@@ -274,3 +279,57 @@ def open_current(path: str) -> tuple[ModelIndex, ModelKey]:
         raise
     except (OSError, ValueError) as exc:  # anything a reader let through still gets one line
         raise ModelFormatError(f"cannot open the model ({type(exc).__name__}: {exc}). Received: {path}") from exc
+
+
+class Prefetcher:
+    """Results made in one background thread ahead of need (the next and previous output map), shared
+    by every session of the server. ``take(k, make)`` returns the prefetched value of ``k`` (waiting
+    for it when it is being made) or ``make()``; a failed prefetch is simply made again in the
+    foreground, so errors reach the page the usual way."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspector-prefetch")
+        self._futures: OrderedDict[tuple[object, ...], Future[object]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def submit(self, first: tuple[object, ...], others: list[tuple[object, ...]],
+               work: Callable[[], dict[tuple[object, ...], object]]) -> None:
+        """Run ``work`` (returning key -> value) unless ``first`` is already there or pending."""
+        with self._lock:
+            if first in self._futures:
+                return
+            futures = {k: Future() for k in [first, *others] if k not in self._futures}
+            self._futures.update(futures)
+            while len(self._futures) > self._max:
+                self._futures.popitem(last=False)
+
+        def run() -> None:
+            try:
+                values = work()
+            except Exception as exc:  # made again (and reported) in the foreground
+                for fut in futures.values():
+                    fut.set_exception(exc)
+                return
+            with self._lock:
+                for k, v in values.items():
+                    fut = futures.get(k)
+                    if fut is None:
+                        fut = Future()
+                        self._futures[k] = fut
+                    fut.set_result(v)
+            for fut in futures.values():
+                if not fut.done():
+                    fut.set_exception(LookupError("not prefetched"))
+
+        self._pool.submit(run)
+
+    def take(self, key: tuple[object, ...], make: Callable[[], Any]) -> Any:
+        with self._lock:
+            fut = self._futures.pop(key, None)
+        if fut is not None:
+            try:
+                return fut.result()
+            except Exception:
+                pass
+        return make()

@@ -74,11 +74,31 @@ def cached_activation_png(key: loading.ModelKey, digest: str, preprocess: str, l
 @st.cache_data(max_entries=64, show_spinner="Decomposing the map...")
 def cached_decomposition(key: loading.ModelKey, digest: str, preprocess: str, layer: str, j: int,
                          fold_bn: bool, top_k: int, _x: np.ndarray) -> tuple[object, bytes]:
+    index, model = loading.load_index(*key), loading.load_runnable_cached(*key)
+    return PREFETCH.take(("dec", key, digest, preprocess, layer, j, fold_bn, top_k),
+                         lambda: _decompose(index, model, _x, layer, j, fold_bn, top_k))
+
+
+def _decompose(index: ModelIndex, model: object, x: np.ndarray, layer: str, j: int, fold_bn: bool,
+               top_k: int) -> tuple[object, bytes]:
     from inspector.decompose import decompose
 
-    index = loading.load_index(*key)
-    dec = decompose(index, loading.load_runnable_cached(*key), _x, layer, j, fold_bn=fold_bn)
+    dec = decompose(index, model, x, layer, j, fold_bn=fold_bn)
     return dec, views.figure_bytes(views.decomposition_figure(dec, top_k))  # shared renderer
+
+
+#: The next and previous maps' decompositions are made in the background after each run, so a map
+#: step finds its forward pass done (or under way) instead of starting it.
+PREFETCH = loading.Prefetcher(max_entries=16)
+
+
+def _prefetch_decompositions(key: loading.ModelKey, digest: str, preprocess: str, layer: str, j: int,
+                             count: int, fold_bn: bool, top_k: int, x: np.ndarray) -> None:
+    index, model = loading.load_index(*key), loading.load_runnable_cached(*key)
+    for n in (j + 1, j - 1):
+        if 0 <= n < count:
+            k = ("dec", key, digest, preprocess, layer, n, fold_bn, top_k)
+            PREFETCH.submit(k, [], lambda n=n, k=k: {k: _decompose(index, model, x, layer, n, fold_bn, top_k)})
 
 
 def input_ui() -> tuple[str, str, bytes | None, str, str]:
@@ -181,3 +201,4 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
     }), hide_index=True, key="act_topk_table")
     for note in dec.notes:  # type: ignore[attr-defined]
         st.caption(note)
+    _prefetch_decompositions(key, digest, pre, layer, j, output_map_count(record), fold_bn, top_k, x)

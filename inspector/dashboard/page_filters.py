@@ -28,10 +28,47 @@ CAPS = (16, 32, 64, 128, 256)
 def cached_filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
                        sort: str | None, norm: str, cmap: str, cap: int, offset: int,
                        rgb: bool) -> views.FilterView:
+    return PREFETCH.take(("view", key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb),
+                         lambda: _filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb))
+
+
+def _filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
+                 sort: str | None, norm: str, cmap: str, cap: int, offset: int, rgb: bool) -> views.FilterView:
     index = loading.load_index(*key)
     layer_range = cached_layer_range(key, layer) if norm == "layer" else None
     return views.filter_view(index, layer, j, stage=stage, fold_bn=fold_bn, sort=sort, norm=norm, cmap=cmap,
                              cap=cap, offset=offset, rgb=rgb, layer_range=layer_range)
+
+
+#: Neighbouring maps (next, then previous) are prepared in the background after each run, so
+#: "next ▶" / "◀ prev" find their grid, consumers and consumer grids ready (or being made).
+PREFETCH = loading.Prefetcher()
+
+
+def _prefetch_neighbours(key: loading.ModelKey, layer: str, j: int, count: int, stage: str | None,
+                         fold_bn: bool, sort: str | None, norm: str, cmap: str, cap: int, offset: int,
+                         rgb: bool) -> None:
+    layer_range = cached_layer_range(key, layer) if norm == "layer" else None
+    index = loading.load_index(*key)  # here: the worker thread has no Streamlit script context
+    for n in (j + 1, j - 1):
+        if not 0 <= n < count:
+            continue
+
+        def work(n: int = n) -> dict[tuple[object, ...], object]:
+            out: dict[tuple[object, ...], object] = {
+                ("view", key, layer, n, stage, fold_bn, sort, norm, cmap, cap, offset, rgb): views.filter_view(
+                    index, layer, n, stage=stage, fold_bn=fold_bn, sort=sort, norm=norm, cmap=cmap, cap=cap,
+                    offset=offset, rgb=rgb, layer_range=layer_range)}
+            rows = views.consumer_rows(index, layer, n, stage=stage)
+            out[("consumers", key, layer, n, stage)] = rows
+            for row in rows[0]:
+                fig = views.consumer_figure(index, layer, n, row.consumer, stage=stage, cap=cap, cmap=cmap)
+                out[("png", key, layer, n, stage, row.consumer, cap, cmap)] = \
+                    None if fig is None else views.figure_bytes(fig)
+            return out
+
+        PREFETCH.submit(("view", key, layer, n, stage, fold_bn, sort, norm, cmap, cap, offset, rgb),
+                        [("consumers", key, layer, n, stage)], work)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -65,8 +102,11 @@ def cached_npz(key: loading.ModelKey, layer: str, j: int, stage: str | None, fol
 @st.cache_data(max_entries=128, show_spinner=False)
 def cached_consumer_png(key: loading.ModelKey, layer: str, j: int, stage: str | None, consumer: str,
                         cap: int, cmap: str) -> bytes | None:
-    fig = views.consumer_figure(loading.load_index(*key), layer, j, consumer, stage=stage, cap=cap, cmap=cmap)
-    return None if fig is None else views.figure_bytes(fig)
+    def make() -> bytes | None:
+        fig = views.consumer_figure(loading.load_index(*key), layer, j, consumer, stage=stage, cap=cap, cmap=cmap)
+        return None if fig is None else views.figure_bytes(fig)
+
+    return PREFETCH.take(("png", key, layer, j, stage, consumer, cap, cmap), make)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -77,7 +117,8 @@ def cached_dot(key: loading.ModelKey, layer: str) -> str:
 @st.cache_data(max_entries=256, show_spinner=False)
 def cached_consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None,
                      ) -> tuple[list[views.ConsumerRow], list[tuple[str, str]]]:
-    return views.consumer_rows(loading.load_index(*key), layer, j, stage=stage)
+    return PREFETCH.take(("consumers", key, layer, j, stage),
+                         lambda: views.consumer_rows(loading.load_index(*key), layer, j, stage=stage))
 
 
 def layer_choice_ui(index: ModelIndex, prefix: str = "flt") -> str | None:
@@ -211,14 +252,14 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
             st.dataframe(pd.DataFrame({"input channel": fs.input_channels, "L2 norm": fs.norms}),
                          hide_index=True, height=240, key="flt_norms_table")
         _consumers(key, layer, j, stage, cap, cmap)
+    _prefetch_neighbours(key, layer, j, count, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _grid_size(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap: int) -> tuple[int, int]:
     """(kernels in the map's grid before the cap, kernels per grid page): sets the grid-page range
     (uses the cached view)."""
-    view = cached_filter_view(key, layer, j, stage, False, None, "map", "RdBu_r", 1, 0, False)
-    return view.filters.n_inputs, views.grid_page_size(view.filters, cap)
+    return views.grid_extent(loading.load_index(*key), layer, j, stage=stage, cap=cap)
 
 
 def _downloads(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,

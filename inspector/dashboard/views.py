@@ -51,6 +51,7 @@ __all__ = [
     "filter_npz",
     "filter_view",
     "fold_bn_reason",
+    "grid_extent",
     "grid_page_size",
     "layer_rows",
     "neighbourhood_dot",
@@ -219,6 +220,14 @@ def filter_view(index: ModelIndex, layer_path: str, j: int, *, stage: str | None
         fig = plot_filterset(shown_fs, max_kernels=cap, page=page, cmap=cmap, show_norms=False, dpi=DPI,
                              **filter_figure_options(norm, layer_range))
     return FilterView(shown_fs, n_maps, shown, figure_bytes(fig), use_rgb, notes + tuple(fs.notes))
+
+
+def grid_extent(index: ModelIndex, layer_path: str, j: int, *, stage: str | None = None,
+                cap: int = DEFAULT_CAP) -> tuple[int, int]:
+    """(kernels in map ``j``'s grid before the cap, kernels per grid page), from the slice alone (no
+    figure): what the grid-page widget needs before the page's grid is drawn."""
+    fs, _ = _display_set(filters_for_map(index.layer(layer_path), j, index=index, stage=stage))
+    return fs.n_inputs, grid_page_size(fs, cap)
 
 
 def grid_page_size(fs: FilterSet, cap: int) -> int:
