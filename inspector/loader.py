@@ -1,6 +1,7 @@
 """``open_model``: the one entry point from a path (or a live model) to a :class:`ModelIndex`.
 
-It sniffs the input, dispatches to one reader per format, and maps low-level exceptions (h5py,
+It sniffs the input (``inspector/sniff.py`` decides the format, HDF5 sub-kinds included), dispatches to
+the reader that ``inspector.readers.READERS`` names for it, and maps low-level exceptions (h5py,
 zipfile, json, struct) that escape a reader to one-line :class:`InspectorError` s.
 """
 
@@ -10,50 +11,12 @@ import os
 import stat
 from typing import Any
 
-import h5py
-
 from .errors import ACCEPTED_FORMATS, CorruptModelError, InspectorError, ModelFormatError, UnsupportedFormatError
+from .readers import reader_for
 from .records import ModelIndex
 from .sniff import Sniffed, describe_file, sniff
 
 __all__ = ["open_model"]
-
-
-def _hdf5_kind(h5: h5py.File) -> str:
-    attrs = h5.attrs
-    if "model_config" in attrs or "model_weights" in h5:
-        return "legacy"
-    if "layer_names" in attrs:
-        return "legacy-weights"
-    if "layers" in h5 or "vars" in h5:
-        return "weights"
-    # Subclassed-model weights: attribute groups that each hold a 'vars' or 'layers' group.
-    if any(isinstance(h5[k], h5py.Group) and ("vars" in h5[k] or "layers" in h5[k]) for k in h5):
-        return "weights"
-    return "other"
-
-
-def _open_hdf5(path: str) -> ModelIndex:
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise CorruptModelError(
-            f"HDF5 file that cannot be opened ({exc}); it may be truncated or damaged; expected {ACCEPTED_FORMATS}. "
-            f"Received: {path}") from exc
-    kind = _hdf5_kind(h5)
-    if kind in ("legacy", "legacy-weights"):
-        from .readers.legacy_h5 import read_legacy_h5
-
-        return read_legacy_h5(path, h5)
-    if kind == "weights":
-        from .readers.weights_h5 import read_weights_h5
-
-        return read_weights_h5(path, h5)
-    groups = ", ".join(list(h5.keys())[:5]) or "none"
-    h5.close()
-    raise UnsupportedFormatError(
-        f"HDF5 file that is not a Keras model or weights file (top-level groups: {groups}); expected "
-        f"{ACCEPTED_FORMATS}. Received: {path}")
 
 
 _SPECIAL_FILES = (
@@ -117,19 +80,7 @@ def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
     path = os.fspath(source)
     kind = _sniff_path(path)
     try:
-        if kind is Sniffed.KERAS_ZIP:
-            from .readers.keras_v3 import read_keras_archive
-
-            return read_keras_archive(path)
-        if kind is Sniffed.HDF5:
-            return _open_hdf5(path)
-        if kind is Sniffed.SHARDED_JSON:
-            from .readers.weights_h5 import read_sharded_weights
-
-            return read_sharded_weights(path)
-        from .readers.savedmodel import read_savedmodel
-
-        return read_savedmodel(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+        return reader_for(kind)(path)
     except InspectorError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError) as exc:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .errors import LayerNotFoundError, close_matches, describe_received
 
 __all__ = [
     "FILTER_KINDS",
+    "Closeable",
     "KernelSpec",
     "LayerKind",
     "LayerRecord",
@@ -35,6 +36,15 @@ Shape = tuple[int | None, ...]
 
 #: Reads a tensor: ``None`` means the whole array, otherwise a numpy-style index tuple.
 TensorLoader = Callable[[tuple[Any, ...] | None], np.ndarray]
+
+
+class Closeable(Protocol):
+    """Anything with a ``close()``: an h5py.File, a file object, a zip window."""
+
+    def close(self) -> None: ...
+
+
+_Resource = TypeVar("_Resource", bound=Closeable)
 
 
 class ModelFormat(StrEnum):
@@ -225,8 +235,10 @@ class ModelIndex:
     output_shapes: list[Shape | None] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     keras_model: Any = field(default=None, repr=False)  # the live model, for IN_MEMORY indexes
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Not constructor arguments: readers register what the index must close with add_closer() / own().
+    _closers: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # -- container protocol ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[LayerRecord]:
@@ -245,9 +257,35 @@ class ModelIndex:
         """Release open file handles. Reading weights afterwards reopens nothing and fails."""
         with self._lock:
             closers, self._closers = self._closers, []
+            self._closed = True
         for closer in reversed(closers):
             with contextlib.suppress(Exception):  # closing must never raise over a real error
                 closer()
+
+    # -- owned resources ------------------------------------------------------------------------------
+    def add_closer(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` when the index is closed; closers run last-registered first.
+
+        Readers register here every handle their lazy tensors read through. Registering on an index
+        that is already closed runs ``closer`` at once, so nothing is left open.
+        """
+        with self._lock:
+            if not self._closed:
+                self._closers.append(closer)
+                return
+        with contextlib.suppress(Exception):
+            closer()
+
+    def own(self, resource: _Resource) -> _Resource:
+        """Close ``resource`` with the index (``h5 = index.own(h5py.File(...))``); returns it."""
+        self.add_closer(resource.close)
+        return resource
+
+    @property
+    def holds_resources(self) -> bool:
+        """Whether closing the index releases anything (false when every tensor reads by file offset)."""
+        with self._lock:
+            return bool(self._closers)
 
     # -- lookups --------------------------------------------------------------------------------------
     @property
@@ -322,14 +360,14 @@ class ModelIndex:
         }
 
 
-def _shape_json(shape: Shape | Sequence[Shape] | None) -> Any:
+def _shape_json(shape: Shape | Sequence[Shape | None] | None) -> Any:
+    """A shape as a JSON list, or a list of shapes (multi-input/output layers) as a list of those."""
     if shape is None:
         return None
-    if len(shape) > 0 and all(isinstance(s, (tuple, list)) or s is None for s in shape) and any(
-        isinstance(s, (tuple, list)) for s in shape
-    ):
-        return [_shape_json(s) for s in shape]  # type: ignore[arg-type]
-    return [None if d is None else int(d) for d in shape]  # type: ignore[union-attr]
+    if any(isinstance(s, (tuple, list)) for s in shape) and all(isinstance(s, (tuple, list)) or s is None
+                                                                for s in shape):
+        return [_shape_json(s) if isinstance(s, (tuple, list)) else None for s in shape]
+    return [None if d is None else int(d) for d in shape if not isinstance(d, (tuple, list))]
 
 
 def _layer_json(layer: LayerRecord) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Decide what an input is by its content, never by its extension alone.
 
-:func:`sniff` returns the format to read with; when the input is not a model it raises a one-line
-error that says what the input appears to be (a zip of Python source, a PNG image, an HDF5 file of
-other data, ...).
+:func:`sniff` returns the format to read with, down to the HDF5 sub-kind (legacy full model, Keras 2
+weights, Keras 3 weights), so format detection lives here and nowhere else; when the input is not a
+model it raises a one-line error that says what the input appears to be (a zip of Python source, a PNG
+image, an HDF5 file of other data, ...).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import zipfile
 from enum import StrEnum
 
+import h5py
+
 from .errors import ACCEPTED_FORMATS, CorruptModelError, ModelFormatError, UnsupportedFormatError
 
-__all__ = ["Sniffed", "describe_file", "sniff"]
+__all__ = ["HDF5_KINDS", "Sniffed", "describe_file", "sniff"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -22,10 +25,19 @@ EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 
 class Sniffed(StrEnum):
-    KERAS_ZIP = "keras"
-    HDF5 = "hdf5"  # a Keras HDF5 file; which kind is decided by the legacy / weights readers
-    SHARDED_JSON = "weights.json"
-    SAVEDMODEL = "savedmodel"
+    """What an input is (the table of docs/formats.md §0.1); ``inspector.readers.READERS`` maps each to
+    its reader."""
+
+    KERAS_ZIP = "keras"  # a zip with config.json
+    LEGACY_H5 = "h5"  # legacy full-model HDF5: a model_config attribute
+    LEGACY_WEIGHTS_H5 = "h5-weights"  # Keras 2 / tf.keras save_weights HDF5: layer_names at the root
+    WEIGHTS_H5 = "weights.h5"  # Keras 3 save_weights HDF5: a layers/ or vars/ tree
+    SHARDED_JSON = "weights.json"  # Keras 3 sharded save_weights manifest
+    SAVEDMODEL = "savedmodel"  # a directory with saved_model.pb, or that file itself
+
+
+#: Every HDF5 sub-kind, for callers that only care that the input is HDF5.
+HDF5_KINDS = frozenset({Sniffed.LEGACY_H5, Sniffed.LEGACY_WEIGHTS_H5, Sniffed.WEIGHTS_H5})
 
 
 def _hdf5_signature_offset(path: str) -> int | None:
@@ -39,6 +51,45 @@ def _hdf5_signature_offset(path: str) -> int | None:
                 return offset
             offset = 512 if offset == 0 else offset * 2
     return None
+
+
+def _classify_hdf5(h5: h5py.File) -> Sniffed | None:
+    """The Keras sub-kind of an open HDF5 file, or None when it is not a Keras file."""
+    attrs = h5.attrs
+    # A model_weights group without model_config goes to the Keras 2 weights reader, as it always has.
+    if "model_config" in attrs:
+        return Sniffed.LEGACY_H5
+    if "model_weights" in h5 or "layer_names" in attrs:
+        return Sniffed.LEGACY_WEIGHTS_H5
+    if "layers" in h5 or "vars" in h5:
+        return Sniffed.WEIGHTS_H5
+    # Subclassed-model weights: attribute groups that each hold a 'vars' or 'layers' group.
+    if any(isinstance(h5[k], h5py.Group) and ("vars" in h5[k] or "layers" in h5[k]) for k in h5):
+        return Sniffed.WEIGHTS_H5
+    return None
+
+
+def _sniff_hdf5(path: str) -> Sniffed:
+    """Open the HDF5 file only to read its top level; the reader opens it again for itself."""
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise CorruptModelError(
+            f"HDF5 file that cannot be opened ({exc}); it may be truncated or damaged; expected {ACCEPTED_FORMATS}. "
+            f"Received: {path}") from exc
+    try:
+        with h5:
+            kind = _classify_hdf5(h5)
+            groups = ", ".join(list(h5.keys())[:5]) or "none"
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # broken links, damaged headers
+        raise CorruptModelError(
+            f"HDF5 file whose top level cannot be read ({type(exc).__name__}: {exc}); it may be damaged; "
+            f"expected {ACCEPTED_FORMATS}. Received: {path}") from exc
+    if kind is None:
+        raise UnsupportedFormatError(
+            f"HDF5 file that is not a Keras model or weights file (top-level groups: {groups}); expected "
+            f"{ACCEPTED_FORMATS}. Received: {path}")
+    return kind
 
 
 def _describe_zip(path: str) -> str:
@@ -138,7 +189,7 @@ def sniff(path: str) -> Sniffed:
         raise UnsupportedFormatError(
             f"{_describe_zip(path)}, not a Keras model; expected {ACCEPTED_FORMATS}. Received: {path}")
     if _hdf5_signature_offset(path) is not None:
-        return Sniffed.HDF5
+        return _sniff_hdf5(path)
     if head.lstrip().startswith(b"{"):
         try:
             with open(path, "rb") as fh:

@@ -223,3 +223,92 @@ def test_summary_table_rows_sum_to_total(tmp_path: Path) -> None:
     total = int(next(line for line in text.splitlines() if line.startswith("Total params")).split()[2]
                 .replace(",", ""))
     assert column == total == model.count_params()
+
+
+# -- owned resources and the reader registry (readers/__init__.py contract) -------------------------------
+
+def test_index_closes_what_it_owns_last_registered_first() -> None:
+    calls: list[str] = []
+
+    class Handle:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def close(self) -> None:
+            calls.append(self.name)
+
+    index = inspector.ModelIndex(format=inspector.ModelFormat.WEIGHTS_H5, source="x", layers=[])
+    assert not index.holds_resources
+    window = Handle("window")
+    assert index.own(window) is window
+    index.add_closer(lambda: calls.append("h5"))
+    assert index.holds_resources
+    with index:
+        pass
+    assert calls == ["h5", "window"] and not index.holds_resources
+    index.close()  # idempotent: nothing runs twice
+    assert calls == ["h5", "window"]
+    index.own(Handle("late"))  # registering on a closed index closes at once: nothing leaks
+    assert calls == ["h5", "window", "late"] and not index.holds_resources
+
+
+def test_every_sniffed_kind_has_a_reader() -> None:
+    from inspector.readers import READERS, reader_for
+    from inspector.sniff import Sniffed
+
+    assert set(READERS) == set(Sniffed)
+    assert all(callable(reader_for(kind)) for kind in Sniffed)
+
+
+def _write_h5(path: Path, build: Any) -> Path:
+    with h5py.File(path, "w") as h5:
+        build(h5)
+    return path
+
+
+def test_sniff_decides_hdf5_sub_kinds(tmp_path: Path) -> None:
+    from inspector.sniff import Sniffed, sniff
+
+    samples = Path(__file__).resolve().parent.parent / "sample_models"
+    assert sniff(str(samples / "digits_cnn.keras")) is Sniffed.KERAS_ZIP
+    assert sniff(str(samples / "digits_cnn.h5")) is Sniffed.LEGACY_H5
+    assert sniff(str(samples / "digits_cnn.weights.h5")) is Sniffed.WEIGHTS_H5
+    assert sniff(str(samples / "digits_cnn_savedmodel")) is Sniffed.SAVEDMODEL
+    assert sniff(str(samples / "digits_cnn_savedmodel" / "saved_model.pb")) is Sniffed.SAVEDMODEL
+
+    def keras2_weights(h5: h5py.File) -> None:
+        h5.attrs["layer_names"] = [b"dense"]
+        h5.create_group("dense").attrs["weight_names"] = [b"dense/kernel:0"]
+
+    def subclassed_weights(h5: h5py.File) -> None:
+        h5.create_group("block1/vars").create_dataset("0", data=np.ones((2, 2), "float32"))
+
+    cases = {
+        "config.h5": (lambda h5: h5.attrs.__setitem__("model_config", "{}"), Sniffed.LEGACY_H5),
+        "k2.h5": (keras2_weights, Sniffed.LEGACY_WEIGHTS_H5),
+        # A model_weights group without a model_config has always gone to the Keras 2 weights reader.
+        "mw.h5": (lambda h5: h5.create_group("model_weights"), Sniffed.LEGACY_WEIGHTS_H5),
+        "k3.weights.h5": (lambda h5: h5.create_group("layers/dense/vars"), Sniffed.WEIGHTS_H5),
+        "sub.weights.h5": (subclassed_weights, Sniffed.WEIGHTS_H5),
+    }
+    for name, (build, kind) in cases.items():
+        assert sniff(str(_write_h5(tmp_path / name, build))) is kind, name
+
+
+def test_compressed_weights_keep_their_handle_until_close(tmp_path: Path) -> None:
+    """A gzip dataset cannot be read by file offset, so the index owns the HDF5 handle until closed."""
+
+    def build(h5: h5py.File) -> None:
+        g = h5.create_group("layers/dense/vars")
+        g.attrs["name"] = "dense"
+        g.create_dataset("0", data=np.arange(6, dtype="float32").reshape(3, 2), compression="gzip")
+        g.create_dataset("1", data=np.zeros((2,), "float32"))
+
+    path = _write_h5(tmp_path / "gz.weights.h5", build)
+    index = inspector.open_model(path)
+    with index:
+        assert index.holds_resources
+        np.testing.assert_array_equal(index.layer("dense").kernel.read(), np.arange(6).reshape(3, 2))
+    assert not index.holds_resources
+    with pytest.raises(Exception):  # noqa: B017 - h5py's error for a closed file varies by version
+        index.layer("dense").kernel.read()

@@ -71,7 +71,7 @@ def test_full_model_matches_keras(files: dict[str, Any], writer: str, label: str
             assert index.layer(layer_path).output_shape == shape, layer_path
         assert not index.warnings
         # Every tensor reads by file offset, so no HDF5 handle stays open.
-        assert index._closers == []
+        assert not index.holds_resources
 
 
 @pytest.mark.parametrize("writer", ["k3", "tk"])

@@ -12,7 +12,7 @@ import h5py
 
 from ..errors import CorruptModelError, UnsupportedFormatError
 from ..keras_config import parse_model_config
-from ..records import ModelFormat, ModelIndex
+from ..records import LayerRecord, ModelFormat, ModelIndex, Shape
 from .keras_h5 import H5Source, index_with_graph, index_without_graph
 from .zipwindow import ZipWindow, member_data_offset
 
@@ -108,15 +108,16 @@ def read_keras_archive(path: str) -> ModelIndex:
         output_shapes=[_output_shape(layers, p) for p in graph.output_paths],
         warnings=warnings,
     )
-    if src.needs_handle:
-        index._closers.extend([h5.close, fileobj.close])
+    if src.needs_handle:  # closed in reverse: the HDF5 handle first, then the window it reads through
+        index.own(fileobj)
+        index.own(h5)
     else:  # every tensor reads straight from the file: no handle needs to stay open
         h5.close()
         fileobj.close()
     return index
 
 
-def _output_shape(layers: list, path: str):  # type: ignore[no-untyped-def]
+def _output_shape(layers: list[LayerRecord], path: str) -> Shape | None:
     for layer in layers:
         if layer.path == path:
             return layer.output_shape if isinstance(layer.output_shape, tuple) else None

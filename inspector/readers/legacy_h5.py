@@ -22,7 +22,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -35,7 +35,7 @@ from ..records import FILTER_KINDS, LayerKind, LayerRecord, ModelFormat, ModelIn
 from .build import infer_kind_from_weights, records_from_graph, weights_only_record
 from .h5tensors import RawTensor, dataset_tensor
 
-__all__ = ["read_legacy_h5", "writer_name"]
+__all__ = ["read_legacy_h5", "read_legacy_weights_h5", "writer_name"]
 
 WEIGHTS_ONLY_NOTE = ("weights-only file (save_weights): no architecture is stored, so kinds are inferred "
                      "from weight names and shapes, and strides, padding, activations, connectivity and "
@@ -275,15 +275,25 @@ def _normalise_config(entry: Any, top_layer_names: Sequence[str] | None, keras3:
 
 # -- the reader --------------------------------------------------------------------------------------
 
-def read_legacy_h5(path: str, h5: h5py.File) -> ModelIndex:
-    """Index a legacy full-model ``.h5`` or a Keras 2 ``save_weights`` ``.h5``; closes ``h5`` unless a
-    tensor must be read through it (chunked or compressed datasets)."""
-    keep_open = False
+def read_legacy_h5(path: str, h5: h5py.File | None = None) -> ModelIndex:
+    """Index a legacy full-model ``.h5`` (``model.save('x.h5')``: a ``model_config`` attribute).
+
+    ``h5`` is an already open handle to ``path``, if the caller has one. The handle is closed unless a
+    tensor must be read through it (chunked or compressed datasets); then the index owns it.
+    """
+    return _read(path, h5, _read_full_model)
+
+
+def read_legacy_weights_h5(path: str, h5: h5py.File | None = None) -> ModelIndex:
+    """Index a Keras 2 / tf.keras ``save_weights('x.h5')`` file (no config); handles as :func:`read_legacy_h5`."""
+    return _read(path, h5, _read_weights_only)
+
+
+def _read(path: str, h5: h5py.File | None,
+          read: Callable[[str, h5py.File], tuple[ModelIndex, bool]]) -> ModelIndex:
+    h5 = h5 if h5 is not None else h5py.File(path, "r")
     try:
-        if "model_config" in h5.attrs:
-            index, keep_open = _read_full_model(path, h5)
-        else:
-            index, keep_open = _read_weights_only(path, h5)
+        index, keep_open = read(path, h5)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as exc:
         h5.close()
         if isinstance(exc, (CorruptModelError, UnsupportedFormatError)):
@@ -291,8 +301,11 @@ def read_legacy_h5(path: str, h5: h5py.File) -> ModelIndex:
         raise CorruptModelError(
             f"legacy Keras HDF5 file whose structure cannot be read ({type(exc).__name__}: {exc}); the file "
             f"may be damaged or written by an unknown tool. Received: {path}") from exc
+    except BaseException:
+        h5.close()
+        raise
     if keep_open:
-        index._closers.append(h5.close)
+        index.own(h5)
     else:  # every tensor reads straight from the file by offset
         h5.close()
     return index
@@ -337,7 +350,7 @@ def _read_full_model(path: str, h5: h5py.File) -> tuple[ModelIndex, bool]:
     layer_names = _names(weights_root.attrs, "layer_names")
     if "layer_names" not in weights_root.attrs:
         layer_names = [k for k in weights_root if k != "top_level_model_weights"]
-    keras3 = bool(version) and version.split(".")[0] == "3"
+    keras3 = version is not None and version.split(".")[0] == "3"
     graph = parse_model_config(_normalise_config(copy.deepcopy(config), layer_names, keras3))
     tensors = _Tensors(path)
     if not graph.has_layer_list:

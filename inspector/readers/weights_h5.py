@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import h5py
 
@@ -23,23 +22,30 @@ WEIGHTS_ONLY_NOTE = ("weights-only file: no architecture is stored, so kinds are
 
 
 def _index(layers: list[LayerRecord], path: str, fmt: ModelFormat, name: str | None,
-           warnings: list[str], closers: list[Any]) -> ModelIndex:
+           warnings: list[str], handles: list[h5py.File]) -> ModelIndex:
     for layer in layers:
         layer.kind_inferred = True
-    return ModelIndex(format=fmt, source=os.fspath(path), layers=layers, name=name, has_architecture=False,
-                      warnings=[WEIGHTS_ONLY_NOTE, *warnings], _closers=closers)
+    index = ModelIndex(format=fmt, source=os.fspath(path), layers=layers, name=name, has_architecture=False,
+                       warnings=[WEIGHTS_ONLY_NOTE, *warnings])
+    for h5 in handles:
+        index.own(h5)
+    return index
 
 
 def read_weights_h5(path: str, h5: h5py.File | None = None) -> ModelIndex:
-    h5 = h5 or h5py.File(path, "r")
-    src = H5Source(h5, os.fspath(path))
-    warnings: list[str] = []
-    layers = index_without_graph(src, warnings)
-    name = model_name(h5)
-    closers = [h5.close] if src.needs_handle else []
-    if not src.needs_handle:
+    """A Keras 3 ``.weights.h5``; ``h5`` is an already open handle to it, if the caller has one."""
+    h5 = h5 if h5 is not None else h5py.File(path, "r")
+    try:
+        src = H5Source(h5, os.fspath(path))
+        warnings: list[str] = []
+        layers = index_without_graph(src, warnings)
+        name = model_name(h5)
+    except BaseException:
         h5.close()
-    return _index(layers, path, ModelFormat.WEIGHTS_H5, name, warnings, closers)
+        raise
+    if not src.needs_handle:  # every tensor reads straight from the file by offset
+        h5.close()
+    return _index(layers, path, ModelFormat.WEIGHTS_H5, name, warnings, [h5] if src.needs_handle else [])
 
 
 def read_sharded_weights(path: str) -> ModelIndex:
@@ -61,22 +67,26 @@ def read_sharded_weights(path: str) -> ModelIndex:
     layers: list[LayerRecord] = []
     seen: dict[str, LayerRecord] = {}
     warnings: list[str] = []
-    closers: list[Any] = []
-    for shard in shards:
-        shard_path = os.path.join(folder, shard)
-        if not os.path.isfile(shard_path):
-            raise CorruptModelError(f"sharded weights: shard file {shard!r} listed in the manifest is missing; "
-                                    f"keep all shards beside the .weights.json. Received: {path}")
-        h5 = h5py.File(shard_path, "r")
-        src = H5Source(h5, shard_path)
-        for layer in index_without_graph(src, warnings):
-            if layer.path in seen:  # a layer split across shards: its variables continue in this shard
-                seen[layer.path].weights.extend(layer.weights)
-            else:
-                seen[layer.path] = layer
-                layers.append(layer)
-        if src.needs_handle:
-            closers.append(h5.close)
-        else:
+    handles: list[h5py.File] = []
+    try:
+        for shard in shards:
+            shard_path = os.path.join(folder, shard)
+            if not os.path.isfile(shard_path):
+                raise CorruptModelError(f"sharded weights: shard file {shard!r} listed in the manifest is "
+                                        f"missing; keep all shards beside the .weights.json. Received: {path}")
+            h5 = h5py.File(shard_path, "r")
+            handles.append(h5)
+            src = H5Source(h5, shard_path)
+            for layer in index_without_graph(src, warnings):
+                if layer.path in seen:  # a layer split across shards: its variables continue in this shard
+                    seen[layer.path].weights.extend(layer.weights)
+                else:
+                    seen[layer.path] = layer
+                    layers.append(layer)
+            if not src.needs_handle:
+                handles.pop().close()
+    except BaseException:  # a failed read leaves no shard open
+        for h5 in handles:
             h5.close()
-    return _index(layers, path, ModelFormat.WEIGHTS_SHARDED, None, sorted(set(warnings)), closers)
+        raise
+    return _index(layers, path, ModelFormat.WEIGHTS_SHARDED, None, sorted(set(warnings)), handles)
