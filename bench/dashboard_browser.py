@@ -138,7 +138,7 @@ def run(model: Path, repeat: int) -> list[tuple[str, list[float], float | None]]
         rows.append((f"map step on {LAYER}, {THINK_MS} ms between clicks", paused, 500.0))
         _settle(page)
         back = []
-        for j in range(repeat - 1, repeat - 4, -1):
+        for j in range(2 * repeat - 1, 2 * repeat - 4, -1):
             back.append(_timed(page, page.go_back, f"{LAYER} · map {j} of 512"))
         rows.append(("Back to a map seen before", back, 500.0))
         _settle(page)
