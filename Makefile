@@ -2,13 +2,15 @@
 #   make app   - install (runtime + dashboard) and open the dashboard on a bundled sample model
 #   make test  - install (everything + Chromium for the browser test) and run the whole test suite
 #   make bench - run the side-by-side benchmark (writes bench/results/latest.md)
+#   make typecheck - mypy over inspector/ ([tool.mypy] in pyproject.toml; tests/test_typecheck.py runs it too)
+#   make test-core - the core install without TensorFlow/Keras in a fresh venv (tests/test_core_only.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP_ALL := $(VENV)/.installed-all
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: app test bench lint system-deps clean
+.PHONY: app test test-core bench lint typecheck system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +43,11 @@ bench: $(STAMP_TEST)
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .
 
+typecheck: $(STAMP_TEST)
+	$(PY) -m mypy
+
+test-core: $(STAMP_TEST)
+	$(PY) -m pytest tests/test_core_only.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache test-artifacts

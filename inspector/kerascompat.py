@@ -33,7 +33,7 @@ import sys
 import tempfile
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
@@ -216,7 +216,7 @@ def run_graph(functional: Any, inputs: Any, operation_fn: Callable[[Any], Callab
     return functional._run_through_graph(inputs, operation_fn=operation_fn)
 
 
-def input_operation_name(ref: Sequence[Any] | Any) -> str:
+def input_operation_name(ref: Any) -> str:
     """The name of the InputLayer behind one of a Functional's symbolic inputs."""
     return str(ref._keras_history.operation.name)
 

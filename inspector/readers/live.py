@@ -15,7 +15,7 @@ import numpy as np
 
 from ..keras_config import parse_model_config
 from ..kinds import kernel_spec, variable_names
-from ..records import ModelFormat, ModelIndex
+from ..records import LayerRecord, ModelFormat, ModelIndex, Shape
 from .build import records_from_graph, weights_only_record
 from .h5tensors import RawTensor
 
@@ -100,9 +100,9 @@ def read_keras_model(model: Any) -> ModelIndex:
                 warnings.append(f"layer {layer.path!r} of the config was not found in the model object")
         layers = records_from_graph(graph, tensors)
         name, has_arch = graph.name, True
-        inputs, outputs = graph.input_shapes, [None for _ in graph.output_paths]
+        inputs = graph.input_shapes
         by_path = {r.path: r for r in layers}
-        outputs = [by_path[p].output_shape if p in by_path else None for p in graph.output_paths]
+        outputs: list[Shape | None] = [_output_shape(by_path.get(p)) for p in graph.output_paths]
     else:
         layers = []
         for path, layer in _walk_tracked(model, "", set()):
@@ -137,6 +137,12 @@ def read_keras_model(model: Any) -> ModelIndex:
         keras_model=model,
     )
     return index
+
+
+def _output_shape(layer: LayerRecord | None) -> Shape | None:
+    """A model output is one tensor, so a layer's list of output shapes is not one (as in the file readers)."""
+    shape = layer.output_shape if layer is not None else None
+    return shape if isinstance(shape, tuple) else None
 
 
 def _keras_version() -> str:

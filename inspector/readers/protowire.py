@@ -11,6 +11,7 @@ are rejected). A truncated or malformed buffer raises :class:`WireError` (a ``Va
 
 from __future__ import annotations
 
+import builtins
 import struct
 from collections.abc import Iterator
 
@@ -121,13 +122,15 @@ class Message:
             raise WireError(f"field {number} is length-delimited, expected a number")
         return value
 
-    def int64(self, number: int, default: int = 0) -> int:
+    # The accessors named int, bool and bytes shadow those builtins in the class body, so the
+    # annotations below them say builtins.int (and so on) for the type checker.
+    def int64(self, number: builtins.int, default: builtins.int = 0) -> builtins.int:
         return signed64(self.int(number, default))
 
-    def bool(self, number: int, default: bool = False) -> bool:
+    def bool(self, number: builtins.int, default: builtins.bool = False) -> builtins.bool:
         return bool(self.int(number, int(default)))
 
-    def bytes(self, number: int, default: bytes = b"") -> bytes:
+    def bytes(self, number: builtins.int, default: builtins.bytes = b"") -> builtins.bytes:
         values = self._fields.get(number)
         if not values:
             return default
@@ -136,13 +139,13 @@ class Message:
             raise WireError(f"field {number} is a number, expected bytes")
         return bytes(value)
 
-    def string(self, number: int, default: str = "") -> str:
+    def string(self, number: builtins.int, default: str = "") -> str:
         values = self._fields.get(number)
         if not values:
             return default
         return self.bytes(number).decode("utf-8")
 
-    def message(self, number: int) -> Message:
+    def message(self, number: builtins.int) -> Message:
         """A nested message (an empty one when the field is absent, as protobuf does)."""
         values = self._fields.get(number)
         if not values:
@@ -152,7 +155,7 @@ class Message:
             raise WireError(f"field {number} is a number, expected a message")
         return Message(value)
 
-    def messages(self, number: int) -> list[Message]:
+    def messages(self, number: builtins.int) -> list[Message]:
         """A repeated message field, each element decoded."""
         out = []
         for value in self._fields.get(number, []):
@@ -161,12 +164,12 @@ class Message:
             out.append(Message(value))
         return out
 
-    def strings(self, number: int) -> list[str]:
+    def strings(self, number: builtins.int) -> list[str]:
         return [bytes(v).decode("utf-8") for v in self._fields.get(number, []) if not isinstance(v, int)]
 
-    def repeated_ints(self, number: int) -> list[int]:
+    def repeated_ints(self, number: builtins.int) -> list[builtins.int]:
         """A repeated integer field in either packed (one length-delimited run) or unpacked form."""
-        out: list[int] = []
+        out: list[builtins.int] = []
         for value in self._fields.get(number, []):
             if isinstance(value, int):
                 out.append(value)
@@ -177,7 +180,7 @@ class Message:
                 out.append(item)
         return out
 
-    def map_entries(self, number: int) -> dict[str, Message]:
+    def map_entries(self, number: builtins.int) -> dict[str, Message]:
         """A ``map<string, Message>`` field: entries are messages with key=1, value=2."""
         result: dict[str, Message] = {}
         for entry in self.messages(number):

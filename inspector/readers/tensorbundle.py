@@ -22,7 +22,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -180,7 +180,7 @@ class TensorBundle:
                 f"expected variables/variables.index next to saved_model.pb. Received: {os.path.dirname(prefix)}")
         self.entries: dict[str, BundleEntry] = {}
         self.num_shards = 1
-        self.byteorder = "<"
+        self.byteorder: Literal["<", ">"] = "<"
         header_seen = False
         try:
             for raw_key, value in read_sstable(self.index_path):

@@ -23,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.transforms import offset_copy
+from matplotlib.transforms import ScaledTranslation, Transform
 
 from .common import DEFAULT_DPI, DIVERGING, LABEL_PT, new_figure, text_width_in, wrap_to_width
 
@@ -123,8 +123,10 @@ def mosaic_image(fig: Figure) -> tuple[np.ndarray, MosaicLayout]:
     """The drawn mosaic array of a figure made by :func:`mosaic_figure`, and its layout."""
     for ax in fig.axes:
         for im in ax.images:
-            if im.get_gid() == MOSAIC_GID:
-                return np.ma.getdata(im.get_array()), ax._inspector_layout  # type: ignore[attr-defined]
+            array = im.get_array()
+            if im.get_gid() == MOSAIC_GID and array is not None:
+                layout: MosaicLayout = ax._inspector_layout  # type: ignore[attr-defined]
+                return np.ma.getdata(array), layout
     raise ValueError("the figure has no mosaic image")
 
 
@@ -257,12 +259,18 @@ def _widest(texts: Sequence[str] | None) -> float:
     return max((text_width_in(t, LABEL_PT) for t in candidates), default=0.0)
 
 
+def _offset_points(ax: Axes, x: float = 0.0, y: float = 0.0) -> Transform:
+    """Data coordinates shifted by (x, y) points: matplotlib's offset_copy(units="points"), written out
+    because its annotation accepts only a top-level Figure while an axes may sit in a SubFigure."""
+    return ax.transData + ScaledTranslation(x / 72.0, y / 72.0, ax.figure.dpi_scale_trans)
+
+
 def _label(ax: Axes, layout: MosaicLayout, labels: Sequence[str] | None, sublabels: Sequence[str] | None,
            row_labels: Sequence[str] | None, col_labels: Sequence[str] | None, step: int, col_step: int) -> None:
     """Texts in data coordinates (pixels of the mosaic), offset by points so their distance to the
     tile is the same at any upscaling: no ticks, which cost several texts each."""
     s = layout.scale
-    above = offset_copy(ax.transData, fig=ax.figure, y=_LABEL_OFFSET_PT, units="points")
+    above = _offset_points(ax, y=_LABEL_OFFSET_PT)
     for t in range(layout.n):
         if (t % layout.cols) % step:
             continue
@@ -272,14 +280,14 @@ def _label(ax: Axes, layout: MosaicLayout, labels: Sequence[str] | None, sublabe
             ax.text(x - 0.5, y - 0.5, text, fontsize=LABEL_PT, va="bottom", ha="left", color="#333",
                     linespacing=1.2, transform=above)
     if col_labels is not None:
-        header = offset_copy(ax.transData, fig=ax.figure, y=_LABEL_OFFSET_PT, units="points")
+        header = _offset_points(ax, y=_LABEL_OFFSET_PT)
         for c, text in enumerate(col_labels[: layout.cols]):
             if c % col_step == 0 and text:
                 _, x = layout.origin(c)
                 ax.text(x - 0.5, -0.5, text, fontsize=LABEL_PT, va="bottom", ha="left", color="#333",
                         transform=header)
     if row_labels is not None:
-        left = offset_copy(ax.transData, fig=ax.figure, x=-3, units="points")
+        left = _offset_points(ax, x=-3)
         for r, text in enumerate(row_labels[: layout.rows]):
             y, _ = layout.origin(r * layout.cols)
             ax.text(-0.5, y + (layout.tile_h * s - 1) / 2, text, fontsize=LABEL_PT, ha="right",
