@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
@@ -92,7 +93,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: float | None 
     fmt = figure_format(out, option="a figure")
     key = FORMATS[fmt].metadata_key
     # metadata=None for svg/pdf would embed dates; fixed metadata keeps exports reproducible.
-    meta = {"metadata": {key: "filter-inspector"}} if key else {}
+    meta: dict[str, Any] = {"metadata": {key: "filter-inspector"}} if key else {}
     with writing(out, option="the figure"):
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, format=str(fmt), dpi=dpi if dpi else fig.dpi, **meta)
@@ -207,9 +208,10 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
     kernels out, and the manifest then says ``truncated``. Each manifest row lists the ``input_channels``
     its file holds.
     """
+    from .render.common import DEFAULT_DPI
     from .render.filters import display_set, kernel_page, kernels_per_page, plot_filterset
 
-    fmts = parse_formats(formats)
+    fmts: set[str] = set(parse_formats(formats))
     manifest_formats = parse_manifest_formats(manifest)
     # A stage names a separable layer's kernel; other layers in the same batch keep their default.
     plan = plan_maps(index, layers, maps, stage=stage, stage_where_offered=True)
@@ -235,7 +237,7 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
         name = safe_name(layer.path)
         sets: list[FilterSet] = []
         pdf = None
-        if ExportFormat.PDF in fmts:
+        if FileFormat.PDF in fmts:
             with writing(out / f"{name}.pdf", option="the PDF"):
                 pdf = PdfPages(out / f"{name}.pdf", metadata={"Creator": "filter-inspector"})
         notes: set[str] = set()
@@ -247,18 +249,18 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                 if note:
                     notes.add(note)
                 sets.append(fs)
-                needs_figure = pdf is not None or any(f in fmts for f in (ExportFormat.PNG, ExportFormat.SVG))
+                needs_figure = pdf is not None or any(f in fmts for f in (FileFormat.PNG, FileFormat.SVG))
                 shown = display_set(fs)  # what a figure draws (Dense after Flatten: producer-map images)
                 drawn = shown if max_kernels is None else shown.head(max_kernels)
                 truncated = drawn.n_inputs < shown.n_inputs
                 n_pages = -(-drawn.n_inputs // kernels_per_page(drawn, per_page)) if drawn.kernels.ndim > 1 else 1
                 for page in range(n_pages if needs_figure else 0):
                     fig = plot_filterset(drawn, max_kernels=per_page, page=page, scale=scale,
-                                         **({} if dpi is None else {"dpi": dpi}))
+                                         dpi=dpi or DEFAULT_DPI)
                     start, stop = kernel_page(drawn, per_page, page)
                     channels = drawn.input_channels[start:stop] if drawn.kernels.ndim > 1 else drawn.input_channels
                     suffix = "" if page == 0 else f"_p{page + 1}"
-                    for fmt in (ExportFormat.PNG, ExportFormat.SVG):
+                    for fmt in (FileFormat.PNG, FileFormat.SVG):
                         if fmt in fmts:
                             path = save_figure(fig, out / name / f"map_{j:04d}{suffix}.{fmt}", dpi=dpi)
                             add(layer, fs, str(j), fmt, path, note, channels, truncated)
@@ -278,7 +280,7 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
         if pdf is not None and sets:
             add(layer, sets[0], span, "pdf", out / f"{name}.pdf", "; ".join(sorted(notes)), pdf_channels,
                 pdf_truncated)
-        if ExportFormat.NPZ in fmts and sets:  # arrays always hold every kernel of every map
+        if FileFormat.NPZ in fmts and sets:  # arrays always hold every kernel of every map
             path = save_npz(sets, out / f"{name}.npz", source=index.source)
             add(layer, sets[0], span, "npz", path, "; ".join(sorted(notes)),
                 {int(c) for fs in sets for c in fs.input_channels}, False)

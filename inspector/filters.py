@@ -220,10 +220,10 @@ def filters_for_map(layer: LayerRecord | str, j: int, *, index: ModelIndex | Non
         folded = True
     if mode in (BNFold.AFTER, BNFold.BOTH):
         plan = bn_fold_plan(index, rec, "after", stage=st).require()
-        scale, shift = (_scalar(v) for v in plan.affine((j,)))
-        kernels = kernels * scale
-        bias = (0.0 if bias is None else bias) * scale + shift  # (b − μ)·s + β
-        notes.append(f"folded {plan.bn_path} (after): kernel·{scale:.6g}, bias→(b−μ)·s+β")
+        map_scale, map_shift = (_scalar(v) for v in plan.affine((j,)))
+        kernels = kernels * map_scale
+        bias = (0.0 if bias is None else bias) * map_scale + map_shift  # (b − μ)·s + β
+        notes.append(f"folded {plan.bn_path} (after): kernel·{map_scale:.6g}, bias→(b−μ)·s+β")
         folded = True
     image_shape, image_axis = (None, -1)
     if rec.kind is LayerKind.DENSE and index is not None:
@@ -286,9 +286,10 @@ def _reads_channels_first(index: ModelIndex, layer: LayerRecord) -> bool:
 
 def _flatten_input(flatten: LayerRecord) -> tuple[int, ...] | None:
     shape = flatten.input_shape
-    if not isinstance(shape, tuple) or len(shape) < 3 or any(not isinstance(d, int) for d in shape[1:]):
+    if not isinstance(shape, tuple) or len(shape) < 3:
         return None
-    return tuple(int(d) for d in shape[1:])
+    dims = [d for d in shape[1:] if isinstance(d, int)]
+    return tuple(dims) if len(dims) == len(shape) - 1 else None
 
 
 def _dense_image(layer: LayerRecord, index: ModelIndex) -> tuple[tuple[int, ...] | None, int]:
@@ -366,9 +367,10 @@ def _concat_offset(index: ModelIndex, concat: LayerRecord, source: str) -> int |
     for path, shape in zip(concat.inbound, shapes, strict=True):
         if path == source:
             return offset
-        if not isinstance(shape, tuple) or not isinstance(shape[want], int):
+        count = shape[want] if isinstance(shape, tuple) else None
+        if not isinstance(count, int):
             return "a channel count before this input is unknown"
-        offset += int(shape[want])
+        offset += count
     return "input not found"
 
 

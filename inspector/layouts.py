@@ -453,7 +453,7 @@ def _stage(layer: LayerRecord, stage: str | None) -> Stage:
         raise SelectionError(
             f"stage {stage!r} does not exist for layer {layer.path!r} ({layer.class_name}); accepted: "
             f"{', '.join(allowed)}. Received: {describe_received(stage)}")
-    return chosen  # type: ignore[return-value]
+    return chosen
 
 
 def _require_kernel(layer: LayerRecord) -> TensorRef:

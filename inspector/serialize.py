@@ -29,10 +29,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .decompose import Decomposition
 from .errors import SelectionError
 from .filters import FilterSet
 from .outputs import npz_path, write_npz, writing
 from .records import LayerKind, ModelIndex
+from .stats import DuplicatePair, FilterHealth, LayerStats, TensorStats
 
 __all__ = [
     "ModelSummary",
@@ -176,15 +178,11 @@ class ModelSummary:
         return cls(**index.to_dict())
 
 
-def _stats_types() -> tuple[type, type, type, type]:
-    from .stats import DuplicatePair, FilterHealth, LayerStats, TensorStats
-
+def _stats_types() -> tuple[type[LayerStats], type[FilterHealth], type[TensorStats], type[DuplicatePair]]:
     return LayerStats, FilterHealth, TensorStats, DuplicatePair
 
 
-def _decomposition_type() -> type:
-    from .decompose import Decomposition
-
+def _decomposition_type() -> type[Decomposition]:
     return Decomposition
 
 
@@ -210,13 +208,13 @@ def from_json(cls: type[T], data: dict[str, Any]) -> T:
     if cls is ModelSummary:
         return ModelSummary(**data)  # type: ignore[return-value]
     if cls is layer_stats:
-        return _layer_stats_from_json(data)  # type: ignore[return-value]
+        return _layer_stats_from_json(data)
     if cls is health:
-        return _health_from_json(data)  # type: ignore[return-value]
+        return _health_from_json(data)
     if cls is tensor:
-        return _tensor_from_json(data)  # type: ignore[return-value]
+        return _tensor_from_json(data)
     if cls is _decomposition_type():
-        return _decomposition_from_arrays(data)  # type: ignore[return-value]
+        return _decomposition_from_arrays(data)
     raise TypeError(f"no JSON form for {cls.__name__}")
 
 
@@ -226,7 +224,7 @@ def _array(value: Any, dtype: Any = np.float64) -> np.ndarray | None:
         return None
     if dtype is np.float64:
         value = np.asarray(value, dtype=object)
-        value = np.where(np.equal(value, None), np.nan, value)
+        value = np.where(np.asarray([v is None for v in value.ravel()]).reshape(value.shape), np.nan, value)
     return np.asarray(value, dtype=dtype)
 
 
@@ -239,13 +237,21 @@ def _tensor_from_json(d: dict[str, Any]) -> Any:
                   hist_edges=None if hist is None else _array(hist["edges"]))
 
 
+def _present(value: Any, dtype: Any = np.float64) -> np.ndarray:
+    """A JSON list that a result always has, back as an array."""
+    array = _array(value, dtype)
+    if array is None:
+        raise ValueError("a filter-health array is missing from the JSON")
+    return array
+
+
 def _health_from_json(d: dict[str, Any]) -> Any:
     _, health, _, pair = _stats_types()
     return health(
         layer_path=d["layer_path"], kind=d["kind"], stage=d["stage"], n_maps=d["n_maps"], n_inputs=d["n_inputs"],
-        groups=d["groups"], map_norms=_array(d["map_norms"]), bias=_array(d["bias"]),
-        dead_threshold=d["dead_threshold"], dead_reference=d["dead_reference"], dead=_array(d["dead"], np.int64),
-        nonfinite=_array(d["nonfinite_maps"], np.int64), dup_threshold=d["dup_threshold"],
+        groups=d["groups"], map_norms=_present(d["map_norms"]), bias=_array(d["bias"]),
+        dead_threshold=d["dead_threshold"], dead_reference=d["dead_reference"], dead=_present(d["dead"], np.int64),
+        nonfinite=_present(d["nonfinite_maps"], np.int64), dup_threshold=d["dup_threshold"],
         duplicates=[pair(int(a), int(b), float(s)) for a, b, s in d["duplicates"]],
         duplicate_pair_count=d["duplicate_pair_count"], bn_layer=d["bn_layer"], bn_scale=_array(d["bn_scale"]),
         bn_bias=_array(d["bn_bias"]), channel_block=tuple(d["channel_block"]), notes=list(d["notes"]))
@@ -307,7 +313,7 @@ def from_npz(cls: type[T], path: str | os.PathLike[str]) -> T:
     layer_stats, _, _, _ = _stats_types()
     with np.load(path, allow_pickle=False) as data:
         if cls is _decomposition_type():
-            return _decomposition_from_arrays(data)  # type: ignore[no-any-return]
+            return _decomposition_from_arrays(data)
         meta = json.loads(str(data["meta"]))
         if cls is ModelSummary:
             return ModelSummary(**meta)  # type: ignore[return-value]
@@ -319,5 +325,5 @@ def from_npz(cls: type[T], path: str | os.PathLike[str]) -> T:
             if ls.health is not None:
                 for k in _HEALTH_ARRAYS:
                     setattr(ls.health, k, data.get(f"health/{k}"))
-            return ls  # type: ignore[no-any-return]
+            return ls
     raise TypeError(f"no NPZ form for {cls.__name__}")

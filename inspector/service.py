@@ -181,7 +181,8 @@ def write_filter_figure(sets: Sequence[FilterSet], out: Path, options: FigureOpt
     from .render.filters import is_rgb_filterset, plot_filterset, plot_layer, plot_rgb_filters
 
     dpi = options.dpi or DEFAULT_DPI
-    grid = {"scale": str(options.scale), "max_kernels": options.max_kernels, "page": options.page, "dpi": dpi}
+    grid: dict[str, Any] = {"scale": str(options.scale), "max_kernels": options.max_kernels, "page": options.page,
+                            "dpi": dpi}
     if options.rgb:
         fig = plot_rgb_filters(list(sets), dpi=dpi)
     elif figure_format(out) is FileFormat.PDF and len(sets) > 1:

@@ -94,9 +94,10 @@ def _fill_shapes(records: list[LayerRecord]) -> None:
     by_path = {r.path: r for r in records}
     for record in records:
         if record.input_shape is None and record.inbound:
-            shapes = [by_path[p].output_shape for p in record.inbound if p in by_path]
-            if shapes and all(isinstance(s, tuple) for s in shapes):
-                record.input_shape = shapes[0] if len(shapes) == 1 else list(shapes)  # type: ignore[assignment]
+            found = [by_path[p].output_shape for p in record.inbound if p in by_path]
+            shapes = [s for s in found if isinstance(s, tuple)]
+            if shapes and len(shapes) == len(found):
+                record.input_shape = shapes[0] if len(shapes) == 1 else shapes
         if record.output_shape is None and record.class_name:
             record.output_shape = infer_output_shape(record.class_name, record.config, record.input_shape)
 

@@ -568,9 +568,10 @@ def read_savedmodel(path: str) -> ModelIndex:
         keras_version = root.get("keras_version") if root else None
         writer += f", tf.keras {keras_version}" if keras_version else ", tf.keras"
         by_path = {layer.path: layer for layer in layers}
-        outputs: list[Shape | None] = [
-            by_path[p].output_shape if p in by_path and isinstance(by_path[p].output_shape, tuple) else None
-            for p in graph.output_paths]
+        outputs: list[Shape | None] = []
+        for p in graph.output_paths:
+            shape = by_path[p].output_shape if p in by_path else None
+            outputs.append(shape if isinstance(shape, tuple) else None)
         if len(outputs) == len(saved.outputs):
             outputs = [o if o is not None else s for o, s in zip(outputs, saved.outputs, strict=True)]
         index = ModelIndex(
