@@ -21,6 +21,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("inspector.commands.summary", "per-layer table of weights, shapes and parameter counts"),
     "filters": ("inspector.commands.filters", "the input-channel filters feeding one output map"),
+    "montage": ("inspector.commands.montage", "every map of a layer in one paged figure"),
     "export": ("inspector.commands.export", "batch-export filter images and arrays to a folder"),
     "activations": ("inspector.commands.activations", "a layer's activation maps for one input"),
     "decompose": ("inspector.commands.decompose", "split one output map into per-input-channel contributions"),

@@ -20,7 +20,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +30,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from .errors import SelectionError, describe_received
-from .filters import FilterSet, ProgressCallback, filters_for_map
+from .filters import FilterSet, ProgressCallback, filters_for_map, input_channel_count, output_map_count
 from .formatting import index_text
 from .graph import bn_fold_plan
 from .outputs import FORMATS, FileFormat, Role, figure_format, formats_with, prepare_folder, writing
@@ -187,13 +187,42 @@ def _set_for(layer: LayerRecord, j: int, index: ModelIndex, fold_bn: bool | str,
     return filters_for_map(layer, j, index=index, sort=sort, stage=stage), ""
 
 
+_MONTAGE_CHANNELS = 64  # input channels per map in a maps x channels grid montage
+
+
+def _export_montage(index: ModelIndex, layer: LayerRecord, out: Path, name: str, fmts: set[str],
+                    fold_bn: bool | str, stage: str | None, dpi: float,
+                    add: Callable[[str, Path, Iterable[int], bool], None]) -> None:
+    from .render.filters import MontageKind, layer_montage, montage_kind, montage_page_count
+
+    kind = montage_kind(layer, index=index, stage=stage)
+    n_inputs = input_channel_count(layer)
+    cut = kind is MontageKind.GRID and n_inputs > _MONTAGE_CHANNELS
+    channels = range(min(n_inputs, _MONTAGE_CHANNELS) if cut else n_inputs)
+    pages = range(montage_page_count(layer, index=index, stage=stage))
+
+    def draw(page: int) -> Figure:
+        return layer_montage(index, layer, page=page, fold_bn=fold_bn, stage=stage, scale="layer",
+                             max_channels=_MONTAGE_CHANNELS, dpi=dpi)
+
+    for fmt in (FileFormat.PNG, FileFormat.SVG):
+        if fmt in fmts:
+            for page in pages:
+                suffix = "" if page == 0 else f"_p{page + 1}"
+                add(str(fmt), save_figure(draw(page), out / name / f"montage{suffix}.{fmt}", dpi=dpi), channels, cut)
+    if FileFormat.PDF in fmts:
+        path = out / f"{name}_montage.pdf"
+        save_pdf_pages((draw(page) for page in pages), path)
+        add("pdf", path, channels, cut)
+
+
 def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                  layers: str | Sequence[str | LayerRecord] | None = None,
                  maps: str | None = None, formats: str | Iterable[str] = ("png", "npz"),
                  fold_bn: bool | str = False, sort: str | None = None, stage: str | None = None,
                  dpi: float | None = None, max_kernels: int | None = None, per_page: int = 64,
                  scale: str = "shared", manifest: Sequence[str] = ("json", "csv"),
-                 progress: ProgressCallback | None = None) -> Manifest:
+                 progress: ProgressCallback | None = None, montage: bool = False) -> Manifest:
     """Export the filters of many maps / layers (default: every map of every filter layer).
 
     Per layer ``L`` (file-safe name): ``L/map_0007.png|svg`` per map, ``L.pdf`` (one page per map),
@@ -207,6 +236,11 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
     files. Only ``max_kernels`` (the user's explicit cap: the first N kernels, in ``sort`` order) leaves
     kernels out, and the manifest then says ``truncated``. Each manifest row lists the ``input_channels``
     its file holds.
+
+    ``montage`` adds each layer's whole-layer montage (every map, one colour range for the layer):
+    ``L/montage.png`` (``montage_p2.png``, ... when it has pages) and/or ``L_montage.pdf``. A maps x
+    channels grid montage draws the first 64 input channels of each map (its row says ``truncated``;
+    the per-map files hold every channel).
     """
     from .render.common import DEFAULT_DPI
     from .render.filters import display_set, kernel_page, kernels_per_page, plot_filterset
@@ -277,6 +311,15 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                 with writing(out / f"{name}.pdf", option="the PDF"):
                     pdf.close()
         span = index_text(indices)
+        if montage and sets:
+            every_map = index_text(range(output_map_count(layer, step.stage)))
+
+            def add_montage(fmt: str, path: Path, chans: Iterable[int], cut: bool, layer: LayerRecord = layer,
+                            fs: FilterSet = sets[0], span: str = every_map) -> None:
+                add(layer, fs, span, fmt, path, "whole-layer montage", chans, cut)
+
+            _export_montage(index, layer, out, name, fmts, fold_bn if sets[0].bn_folded else False, step.stage,
+                            dpi or DEFAULT_DPI, add_montage)
         if pdf is not None and sets:
             add(layer, sets[0], span, "pdf", out / f"{name}.pdf", "; ".join(sorted(notes)), pdf_channels,
                 pdf_truncated)

@@ -26,7 +26,7 @@ from .errors import SelectionError, describe_received
 from .filters import BNFold, FilterSet, SortOrder, Stage, filters_for_map
 from .inputs import PREPROCESS_CHOICES, Preprocess
 from .outputs import FORMATS, FileFormat, Role, figure_format, formats_with, npz_path, prepare_file
-from .records import ModelIndex
+from .records import LayerRecord, ModelIndex
 from .selectors import LayerPlan, MapSelection, parse_layer_argument, parse_maps, plan_maps, select_layers
 from .serialize import jsonable
 
@@ -39,6 +39,8 @@ __all__ = [
     "FileFormat",
     "LayerPlan",
     "MapSelection",
+    "MontageOptions",
+    "MontageScale",
     "Outputs",
     "Preprocess",
     "Role",
@@ -53,6 +55,7 @@ __all__ = [
     "compute_stats",
     "filter_sets",
     "formats_with",
+    "montage_pages",
     "open_run",
     "parse_layer_argument",
     "parse_maps",
@@ -62,7 +65,16 @@ __all__ = [
     "stats_payload",
     "write_figure",
     "write_filter_figure",
+    "write_montage",
 ]
+
+
+class MontageScale(StrEnum):
+    """Colour range of a whole-layer montage: the layer's, each page's, or each map's own."""
+
+    LAYER = "layer"
+    SHARED = "shared"
+    PER_MAP = "per-map"
 
 
 class Scale(StrEnum):
@@ -195,6 +207,58 @@ def write_filter_figure(sets: Sequence[FilterSet], out: Path, options: FigureOpt
     else:
         fig = plot_layer(list(sets), scale=str(options.scale), dpi=dpi, max_maps=min(len(sets), options.max_maps))
     return write_figure(fig, out, dpi=dpi)
+
+
+@dataclass(frozen=True)
+class MontageOptions:
+    """A whole-layer montage (:func:`inspector.render.filters.layer_montage`) as the CLI and export ask for it."""
+
+    page: int | None = None  # None: every page
+    per_page: int | None = None  # None: the montage kind's own page size
+    fold_bn: bool | str = False
+    stage: str | None = None
+    scale: str = "layer"  # one colour range for every page of the layer
+    rgb: bool | None = None
+    max_channels: int = 64  # maps × channels grids: input channels drawn per map
+    dpi: int | None = None
+
+
+def montage_pages(index: ModelIndex, layer: LayerRecord, options: MontageOptions) -> list[int]:
+    """The pages a montage request draws (validated against the layer's page count)."""
+    from .render.filters import montage_page_count
+
+    count = montage_page_count(layer, index=index, stage=options.stage, per_page=options.per_page, rgb=options.rgb)
+    if options.page is None:
+        return list(range(count))
+    if not 0 <= options.page < count:
+        raise SelectionError(f"montage page {options.page + 1} does not exist for layer {layer.path!r}; accepted: "
+                             f"1-{count}. Received: {options.page + 1}")
+    return [options.page]
+
+
+def write_montage(index: ModelIndex, layer: LayerRecord, out: Path, options: MontageOptions) -> list[Path]:
+    """Write the montage pages of ``layer``: one PDF with a page each, or one image file a page
+    (``name.png``, ``name_p2.png``, ...). Returns the files written."""
+    from .export import save_pdf_pages
+    from .render.common import DEFAULT_DPI
+    from .render.filters import layer_montage
+
+    dpi = options.dpi or DEFAULT_DPI
+    pages = montage_pages(index, layer, options)
+
+    def draw(page: int) -> Any:
+        return layer_montage(index, layer, page=page, per_page=options.per_page, fold_bn=options.fold_bn,
+                             stage=options.stage, scale=options.scale, rgb=options.rgb,
+                             max_channels=options.max_channels, dpi=dpi)
+
+    if figure_format(out) is FileFormat.PDF:
+        save_pdf_pages((draw(p) for p in pages), out)  # one page in memory at a time
+        return [out]
+    written = []
+    for n, page in enumerate(pages):
+        path = out if n == 0 else out.with_name(f"{out.stem}_p{page + 1}{out.suffix}")
+        written.append(write_figure(draw(page), path, dpi=dpi))
+    return written
 
 
 # -- runs (forward passes) ------------------------------------------------------------------------------------

@@ -294,3 +294,26 @@ def test_no_tensorflow_import() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == {"matplotlib.pyplot": False, "tensorflow": False, "keras": False}, loaded
+
+
+@pytest.mark.keras
+def test_montage_command_and_export(model_path, tmp_path, capsys) -> None:
+    """The whole-layer montage from the CLI (`inspector montage`) and in a batch export (`--montage`)."""
+    png = tmp_path / "rgb.png"
+    assert main(["montage", str(model_path), "rgb", "-o", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "rgb montage" in out and png.stat().st_size > 0
+    pdf = tmp_path / "deep.pdf"
+    assert main(["montage", str(model_path), "deep", "-o", str(pdf), "--per-page", "1"]) == 0
+    assert "page(s) 1, 2" in capsys.readouterr().out and _pdf_pages(pdf) == 2
+    assert main(["montage", str(model_path), "deep", "--page", "7"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "montage page 7 does not exist" in err and "Received: 7" in err
+    assert main(["export", str(model_path), "-o", str(tmp_path / "ex"), "--layers", "rgb,deep", "--maps", "0",
+                 "--format", "png,pdf", "--montage", "--quiet"]) == 0
+    rows = json.loads((tmp_path / "ex" / "manifest.json").read_text())["files"]
+    montage = {(r["layer"], r["format"]): r for r in rows if r["note"] == "whole-layer montage"}
+    assert set(montage) == {("rgb", "png"), ("rgb", "pdf"), ("deep", "png"), ("deep", "pdf")}
+    assert montage[("rgb", "png")]["path"] == "rgb/montage.png" and not montage[("rgb", "png")]["truncated"]
+    # deep reads 512 channels: its maps x channels grid shows 64 of them and says so
+    assert montage[("deep", "png")]["truncated"] and montage[("deep", "png")]["input_channels"] == "0-63"

@@ -32,6 +32,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "says truncated (default: every kernel)")
     parser.add_argument("--manifest", type=manifest_formats, default=["json", "csv"], metavar="json,csv",
                         help="manifest formats, comma separated: json, csv (default both)")
+    parser.add_argument("--montage", action="store_true",
+                        help="also write each layer's whole-layer montage (every map in one paged figure)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         manifest = export_batch(
             index, out_dir, layers=args.layers, maps=args.maps, formats=args.format,
             fold_bn=args.fold_bn or False, sort=args.sort, stage=args.stage, dpi=args.dpi,
-            max_kernels=args.max_kernels, per_page=args.per_page, manifest=args.manifest, progress=progress)
+            max_kernels=args.max_kernels, per_page=args.per_page, montage=args.montage, manifest=args.manifest,
+            progress=progress)
     layers = len({r.layer for r in manifest.rows})
     listed = " / ".join(Path(p).name for p in manifest.written)
     tail = f" ({listed} list{'s' if len(manifest.written) == 1 else ''} them)" if listed else ""
