@@ -27,8 +27,8 @@ from inspector.dashboard import (
     page_overview,
     page_weights,
     urlstate,
+    views,
 )
-from inspector.errors import InspectorError
 from inspector.records import ModelIndex
 
 __all__ = ["PAGES", "main"]
@@ -45,11 +45,7 @@ PAGES: dict[str, Callable[[ModelIndex, loading.ModelKey], None]] = {
 
 def show_error(exc: BaseException) -> None:
     """One line in an error box: our messages already are; anything else gets its type in front."""
-    if isinstance(exc, InspectorError):
-        st.error(str(exc))
-    else:
-        text = " ".join(str(exc).split())
-        st.error(f"internal error: {type(exc).__name__}: {text} (please report it)")
+    st.error(views.error_text(exc))
 
 
 #: Widget keys whose values must survive a page switch. Streamlit drops the state of widgets that

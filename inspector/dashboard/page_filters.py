@@ -4,6 +4,13 @@ Every widget is keyed (``flt_*``) and lives in ``st.session_state``, so the chos
 options survive reruns and page switches. The per-map path (slice + figure + PNG) is cached with
 ``st.cache_data`` keyed by the model file version and the options, so stepping back to a map seen
 before costs nothing.
+
+Everything that depends on the output map (and the options) is one ``st.fragment``: a map step or an
+option change reruns only that part, not the layer list, the graph or the rest of the app. The
+fragment writes the URL itself (a fragment rerun does not reach ``main``'s ``sync_url``), and a click
+that opens another layer asks for a full rerun. The **whole layer** toggle shows every map of the
+layer at once (``render.filters.layer_montage``: colour images for RGB first layers, one grid for
+depthwise kernels, a C_in x C_out matrix for 1x1 kernels), paged, with PNG/PDF downloads.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from functools import partial
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from inspector.dashboard import loading, urlstate, views
 from inspector.filters import output_map_count
@@ -35,7 +43,7 @@ def cached_filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | N
 def _filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
                  sort: str | None, norm: str, cmap: str, cap: int, offset: int, rgb: bool) -> views.FilterView:
     index = loading.load_index(*key)
-    layer_range = cached_layer_range(key, layer) if norm == "layer" else None
+    layer_range = cached_layer_range(key, layer, fold_bn, stage) if norm == "layer" else None
     return views.filter_view(index, layer, j, stage=stage, fold_bn=fold_bn, sort=sort, norm=norm, cmap=cmap,
                              cap=cap, offset=offset, rgb=rgb, layer_range=layer_range)
 
@@ -48,7 +56,7 @@ PREFETCH = loading.Prefetcher()
 def _prefetch_neighbours(key: loading.ModelKey, layer: str, j: int, count: int, stage: str | None,
                          fold_bn: bool, sort: str | None, norm: str, cmap: str, cap: int, offset: int,
                          rgb: bool) -> None:
-    layer_range = cached_layer_range(key, layer) if norm == "layer" else None
+    layer_range = cached_layer_range(key, layer, fold_bn, stage) if norm == "layer" else None
     index = loading.load_index(*key)  # here: the worker thread has no Streamlit script context
     for n in (j + 1, j - 1):
         if not 0 <= n < count:
@@ -64,30 +72,25 @@ def _prefetch_neighbours(key: loading.ModelKey, layer: str, j: int, count: int, 
             for row in rows[0]:
                 fig = views.consumer_figure(index, layer, n, row.consumer, stage=stage, cap=cap, cmap=cmap)
                 out[("png", key, layer, n, stage, row.consumer, cap, cmap)] = \
-                    None if fig is None else views.figure_bytes(fig)
+                    None if fig is None else views.figure_picture(fig)
             return out
 
         PREFETCH.submit(("view", key, layer, n, stage, fold_bn, sort, norm, cmap, cap, offset, rgb),
                         [("consumers", key, layer, n, stage)], work)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_layer_range(key: loading.ModelKey, layer: str) -> float:
-    """Largest |weight| of the layer's kernel (streamed by inspector.stats), for 'layer' scaling."""
-    from inspector.stats import tensor_stats
-
-    ref = loading.load_index(*key).layer(layer).kernel
-    if ref is None:
-        return 1.0
-    stats = tensor_stats(ref, bins=1)
-    return float(max(abs(stats.min or 0.0), abs(stats.max or 0.0))) or 1.0
+@st.cache_data(max_entries=64, show_spinner="Reading the layer's range…")
+def cached_layer_range(key: loading.ModelKey, layer: str, fold_bn: bool, stage: str | None) -> float:
+    """max |value| of what the layer's grids draw with these options (effective kernels of a separable
+    stage, BN-folded kernels, ...), for 'shared per layer' scaling and the montage."""
+    return views.layer_range(loading.load_index(*key), layer, fold_bn=fold_bn, stage=stage)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_svg(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
                sort: str | None, norm: str, cmap: str, cap: int, offset: int, rgb: bool) -> bytes:
     view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
-    layer_range = cached_layer_range(key, layer) if norm == "layer" else None
+    layer_range = cached_layer_range(key, layer, fold_bn, stage) if norm == "layer" else None
     return views.filter_svg(view.filters, start=offset, cap=cap, norm=norm, cmap=cmap, rgb=view.rgb,
                             layer_range=layer_range)
 
@@ -101,12 +104,34 @@ def cached_npz(key: loading.ModelKey, layer: str, j: int, stage: str | None, fol
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def cached_consumer_png(key: loading.ModelKey, layer: str, j: int, stage: str | None, consumer: str,
-                        cap: int, cmap: str) -> bytes | None:
-    def make() -> bytes | None:
+                        cap: int, cmap: str) -> views.Picture | None:
+    def make() -> views.Picture | None:
         fig = views.consumer_figure(loading.load_index(*key), layer, j, consumer, stage=stage, cap=cap, cmap=cmap)
-        return None if fig is None else views.figure_bytes(fig)
+        return None if fig is None else views.figure_picture(fig)
 
     return PREFETCH.take(("png", key, layer, j, stage, consumer, cap, cmap), make)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_montage_info(key: loading.ModelKey, layer: str, stage: str | None) -> views.MontageInfo:
+    return views.montage_info(loading.load_index(*key), layer, stage=stage)
+
+
+@st.cache_data(max_entries=64, show_spinner="Drawing the whole layer…")
+def cached_montage(key: loading.ModelKey, layer: str, page: int, stage: str | None, fold_bn: bool, norm: str,
+                   cmap: str) -> views.Picture:
+    """One page of the whole-layer montage, per (model, layer, page, options)."""
+    limit = cached_layer_range(key, layer, fold_bn, stage) if norm == "layer" else None
+    return views.montage_picture(loading.load_index(*key), layer, page=page, stage=stage, fold_bn=fold_bn,
+                                 norm=norm, cmap=cmap, layer_limit=limit)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_montage_file(key: loading.ModelKey, layer: str, page: int, stage: str | None, fold_bn: bool,
+                        norm: str, cmap: str, fmt: str) -> bytes:
+    limit = cached_layer_range(key, layer, fold_bn, stage) if norm == "layer" else None
+    return views.montage_file(loading.load_index(*key), layer, fmt, page=page, stage=stage, fold_bn=fold_bn,
+                              norm=norm, cmap=cmap, layer_limit=limit)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -186,12 +211,16 @@ def fold_bn_ui(key: loading.ModelKey, layer: str, stage: str | None, widget_key:
     return bool(value) and reason is None
 
 
+_FULL_RERUN = "_flt_full_rerun"  # a click inside the fragment opened another layer or page
+
+
 def _open_consumer(table_key: str, rows: list[views.ConsumerRow]) -> None:
     """A click on a "who reads" row: open the consumer at the output map that reads this one most."""
     picked = st.session_state[table_key].selection.rows
     if picked:
         row = rows[picked[0]]
         urlstate.open_view("Filters", flt_layer=row.consumer, flt_map=row.top_map, flt_page=1)
+        st.session_state[_FULL_RERUN] = True
 
 
 def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
@@ -201,29 +230,64 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
         layer = layer_choice_ui(index)
         if layer is None:
             return
+    with right, st.expander(f"Graph around {layer}", expanded=True):
+        st.graphviz_chart(cached_dot(key, layer), width="content")
+        st.caption("Boxes: layers with kernels; arrows: data flow, skip connections included.")
+    _map_part(index, key, layer, left, right)
+
+
+@st.fragment
+def _map_part(index: ModelIndex, key: loading.ModelKey, layer: str, left: DeltaGenerator,
+              right: DeltaGenerator) -> None:
+    """The map-dependent part of the page: a map step or an option change reruns only this."""
+    if st.session_state.pop(_FULL_RERUN, False):
+        st.rerun()  # another layer or page was opened from inside the fragment
+    try:
+        _map_part_body(index, key, layer, left, right)
+    except Exception as exc:  # a fragment rerun does not pass main's guard: one line, never a traceback
+        st.error(views.error_text(exc))
+    finally:
+        urlstate.sync_url()  # also on a fragment rerun: the URL names what is on screen
+
+
+#: Widgets of the fragment that are not drawn in every view (map widgets under "whole layer", the grid
+#: page, ...): their values are written back each fragment run, or Streamlit would drop them.
+_KEEP = ("flt_map", "flt_page", "flt_mpage", "flt_rgb", "flt_sort", "flt_cap", "flt_stage")
+
+
+def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: DeltaGenerator,
+                   right: DeltaGenerator) -> None:
+    for name in _KEEP:
+        if name in st.session_state:
+            st.session_state[name] = st.session_state[name]
+    with left:
+        whole = st.toggle("Whole layer (every map)", key="flt_whole",
+                          help="Every map of the layer at once: colour images for a first layer, one grid of "
+                               "depthwise kernels, 1×1 kernels as an input channel × output map matrix")
         stages = views.stage_choices(index, layer)
         st.session_state["_flt_single_stage"] = len(stages) <= 1
         if len(stages) > 1 and st.session_state.get("flt_stage") not in stages:
             st.session_state["flt_stage"] = stages[0]
         stage = st.selectbox("Stage", stages, key="flt_stage") if len(stages) > 1 else None
         count = output_map_count(index.layer(layer), stage)
-        j = map_choice_ui(count)
+        j = 0 if whole else map_choice_ui(count)
         norm = st.selectbox("Normalisation", views.NORMALISATIONS, key="flt_norm",
-                            format_func=lambda n: {"map": "shared per map", "kernel": "per kernel",
+                            format_func=lambda n: {"map": "shared per map" if not whole else "shared per page",
+                                                   "kernel": "per kernel" if not whole else "per map",
                                                    "layer": "shared per layer"}[n])
         cmap = st.selectbox("Colour map", views.CMAPS, key="flt_cmap")
+        fold_bn = fold_bn_ui(key, layer, stage, "flt_fold_bn")
+        if whole:
+            _montage(key, layer, stage, fold_bn, norm, cmap, right)
+            return
         can_rgb = views.can_show_rgb(index, layer)
         # The toggle keeps its value across layers; it only applies where the layer reads 3 channels.
         rgb = st.toggle("RGB view (colour input)", key="flt_rgb", disabled=not can_rgb,
                         help="Show the 3 input-channel kernels of a first layer as one colour filter") and can_rgb
-        fold_bn = fold_bn_ui(key, layer, stage, "flt_fold_bn")
         sort = SORTS[st.selectbox("Order of input channels", list(SORTS), key="flt_sort")]
         st.session_state.setdefault("flt_cap", views.DEFAULT_CAP)
         cap = int(st.select_slider("Kernels per grid", CAPS, key="flt_cap"))
     with right:
-        with st.expander(f"Graph around {layer}", expanded=True):
-            st.graphviz_chart(cached_dot(key, layer), width="content")
-            st.caption("Boxes: layers with kernels; arrows: data flow, skip connections included.")
         n_inputs, per_page = _grid_size(key, layer, j, stage, cap)
         offset = 0
         if n_inputs > per_page and not rgb:
@@ -239,7 +303,7 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
             f"{view.n_shown} of {fs.n_inputs} kernels shown (input channels "
             f"{', '.join(str(int(c)) for c in fs.input_channels[view.shown][:8])}"
             f"{', …' if view.n_shown > 8 else ''})")
-        st.image(view.png, caption=f"{layer} · map {j} of {view.n_maps} · {shown}")
+        st.image(view.png, caption=f"{layer} · map {j} of {view.n_maps} · {shown}", width=view.width or "content")
         for note in view.notes:
             st.caption(note)
         stats = st.columns(4)
@@ -253,6 +317,32 @@ def filters_page(index: ModelIndex, key: loading.ModelKey) -> None:
                          hide_index=True, height=240, key="flt_norms_table")
         _consumers(key, layer, j, stage, cap, cmap)
     _prefetch_neighbours(key, layer, j, count, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+
+
+def _montage(key: loading.ModelKey, layer: str, stage: str | None, fold_bn: bool, norm: str, cmap: str,
+             right: DeltaGenerator) -> None:
+    """The whole-layer montage, paged, with PNG (200 dpi) and PDF downloads of the page shown."""
+    info = cached_montage_info(key, layer, stage)
+    with right:
+        page = 0
+        if info.pages > 1:
+            current = int(st.session_state.get("flt_mpage", 1))
+            st.session_state["flt_mpage"] = min(max(current, 1), info.pages)
+            page = int(st.number_input(f"Montage page (1–{info.pages})", 1, info.pages, step=1,
+                                       key="flt_mpage")) - 1
+        pic = cached_montage(key, layer, page, stage, fold_bn, norm, cmap)
+        st.image(pic.png, width=pic.width,
+                 caption=f"{layer} · whole layer ({info.n_maps} maps) · {info.description}"
+                         + (f" · page {page + 1} of {info.pages}" if info.pages > 1 else ""))
+        stem = f"{layer.replace('/', '_')}_layer" + (f"_p{page + 1}" if info.pages > 1 else "")
+        cols = st.columns(2)
+        cols[0].download_button(
+            "Download montage PNG", lambda: cached_montage_file(key, layer, page, stage, fold_bn, norm, cmap, "png"),
+            f"{stem}.png", "image/png", key="flt_dl_montage_png", on_click="ignore")
+        cols[1].download_button(
+            "Download montage PDF", lambda: cached_montage_file(key, layer, page, stage, fold_bn, norm, cmap, "pdf"),
+            f"{stem}.pdf", "application/pdf", key="flt_dl_montage_pdf", on_click="ignore")
+        st.caption("Turn “Whole layer” off to step through single maps, their consumers and downloads.")
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -300,9 +390,10 @@ def _consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap
                          "n_outputs": st.column_config.NumberColumn("its maps", width="small"),
                      })
         for row in rows:
-            png = cached_consumer_png(key, layer, j, stage, row.consumer, cap, cmap)
-            if png is not None:
-                st.image(png, caption=f"{row.consumer}: the kernels through which map {j} reaches its output maps")
+            pic = cached_consumer_png(key, layer, j, stage, row.consumer, cap, cmap)
+            if pic is not None:
+                st.image(pic.png, width=pic.width,
+                         caption=f"{row.consumer}: the kernels through which map {j} reaches its output maps")
     else:
         st.caption("No later layer with kernels reads this map exactly.")
     for where, why in stops:

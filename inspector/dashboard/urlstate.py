@@ -81,6 +81,8 @@ def _params() -> dict[str, tuple[Param, ...]]:
             _sort_param(),
             Param("cap", "flt_cap", views.DEFAULT_CAP, int, choices=CAPS),
             Param("grid", "flt_page", 1, int),
+            Param("whole", "flt_whole", False, _to_bool, _from_bool),
+            Param("mpage", "flt_mpage", 1, int),
         ),
         "Activations": (
             Param("layer", "act_layer"),

@@ -31,9 +31,14 @@ from inspector.records import LayerKind, ModelIndex
 from inspector.render.activations import activation_grid_figure
 from inspector.render.activations import decomposition_figure as _decomposition_figure
 from inspector.render.filters import (
+    MontageKind,
     is_rgb_filterset,
     kernel_page,
     kernels_per_page,
+    layer_color_limit,
+    layer_montage,
+    montage_kind,
+    montage_page_count,
     plot_consumer_slice,
     plot_filterset,
     plot_rgb_filters,
@@ -45,15 +50,22 @@ __all__ = [
     "NORMALISATIONS",
     "ConsumerRow",
     "FilterView",
+    "Picture",
+    "channel_heatmap",
     "consumer_rows",
     "figure_bytes",
+    "figure_picture",
     "filter_figure_options",
     "filter_npz",
     "filter_view",
     "fold_bn_reason",
     "grid_extent",
     "grid_page_size",
+    "layer_range",
     "layer_rows",
+    "manifest_summary",
+    "montage_info",
+    "montage_picture",
     "neighbourhood_dot",
 ]
 
@@ -64,16 +76,34 @@ CMAPS = ("RdBu_r", "gray", "viridis", "coolwarm", "magma")
 #: Kernels drawn per grid: the mosaic's cost grows with its labels (about 1 ms each), and a
 #: 512-channel layer (VGG block5) shown whole would be unreadable anyway. The page pages the rest.
 DEFAULT_CAP = 64
-DPI = 80
+#: Figures are shown at SCREEN_DPI CSS pixels per figure inch, but rendered at DPI = 2 x that, so
+#: they stay crisp on hi-DPI (2x) screens and when zoomed: ``st.image(width=picture.width)`` scales
+#: them down. (The files downloaded and exported use render.common.DEFAULT_DPI = 200.)
+SCREEN_DPI = 80
+DPI = 2 * SCREEN_DPI
 
 
-def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = DPI) -> bytes:
-    """The figure encoded as PNG / SVG / PDF bytes."""
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = SCREEN_DPI) -> bytes:
+    """The figure encoded as PNG / SVG / PDF bytes (PNG at ``dpi``: the default is shown at its natural
+    size; :func:`figure_picture` makes the hi-DPI PNG the Filters and Weights pages show)."""
     buf = io.BytesIO()
     # zlib level 1: about 4x faster PNG encoding than the default for ~20% more bytes.
     extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     fig.savefig(buf, format=fmt, dpi=dpi, **extra)
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A hi-DPI PNG and the width (CSS pixels) to show it at: ``st.image(p.png, width=p.width)``."""
+
+    png: bytes
+    width: int
+
+
+def figure_picture(fig: Figure) -> Picture:
+    """PNG at :data:`DPI`, shown :data:`SCREEN_DPI` pixels per inch wide."""
+    return Picture(figure_bytes(fig, dpi=DPI), max(1, round(fig.get_figwidth() * SCREEN_DPI)))
 
 
 # -- overview --------------------------------------------------------------------------------------------
@@ -170,6 +200,7 @@ class FilterView:
     png: bytes
     rgb: bool
     notes: tuple[str, ...] = field(default=())
+    width: int = 0  # CSS pixels to show the hi-DPI PNG at (0: its natural size)
 
     @property
     def n_shown(self) -> int:
@@ -219,7 +250,15 @@ def filter_view(index: ModelIndex, layer_path: str, j: int, *, stage: str | None
         # Norms are listed in the page's table: leaving them off the tiles halves the label cost.
         fig = plot_filterset(shown_fs, max_kernels=cap, page=page, cmap=cmap, show_norms=False, dpi=DPI,
                              **filter_figure_options(norm, layer_range))
-    return FilterView(shown_fs, n_maps, shown, figure_bytes(fig), use_rgb, notes + tuple(fs.notes))
+    pic = figure_picture(fig)
+    return FilterView(shown_fs, n_maps, shown, pic.png, use_rgb, notes + tuple(fs.notes), pic.width)
+
+
+def layer_range(index: ModelIndex, layer_path: str, *, fold_bn: bool | str = False,
+                stage: str | None = None) -> float:
+    """max |value| of what the layer's grids draw (effective / BN-folded kernels included), for the
+    'shared per layer' normalisation: :func:`inspector.render.filters.layer_color_limit`."""
+    return layer_color_limit(index.layer(layer_path), index=index, fold_bn=fold_bn, stage=stage)
 
 
 def grid_extent(index: ModelIndex, layer_path: str, j: int, *, stage: str | None = None,
@@ -335,3 +374,170 @@ def activation_figure(act: np.ndarray, layer_path: str, *, cap: int = DEFAULT_CA
 def decomposition_figure(dec: Any, top_k: int = 6) -> Figure:
     """Input maps, kernels and contributions of the ``top_k`` strongest channels, then Σ + bias → output."""
     return _decomposition_figure(dec, top=top_k)
+
+
+# -- whole-layer montage ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MontageInfo:
+    """How the whole-layer montage of a layer is drawn and paged (no figure made)."""
+
+    kind: str  # a render.filters.MontageKind value
+    pages: int
+    n_maps: int
+
+    @property
+    def description(self) -> str:
+        return {MontageKind.RGB: "one colour image per map (3 input channels)",
+                MontageKind.DEPTHWISE: "one kernel per map",
+                MontageKind.MATRIX: "1×1 kernels as one input channel × output map matrix",
+                MontageKind.STRIPS: "one (input channel × taps) tile per map",
+                MontageKind.GRID: "maps × input channels (first 64 channels)"}.get(MontageKind(self.kind), self.kind)
+
+
+def montage_info(index: ModelIndex, layer_path: str, *, stage: str | None = None) -> MontageInfo:
+    layer = index.layer(layer_path)
+    return MontageInfo(str(montage_kind(layer, index=index, stage=stage)),
+                       montage_page_count(layer, index=index, stage=stage), output_map_count(layer, stage))
+
+
+#: The Filters page's normalisation -> layer_montage's scale (per kernel = each map on its own scale).
+_MONTAGE_SCALES = {"map": "shared", "kernel": "per-map", "layer": "layer"}
+
+
+def montage_figure(index: ModelIndex, layer_path: str, *, page: int = 0, stage: str | None = None,
+                   fold_bn: bool | str = False, norm: str = "map", cmap: str = "RdBu_r",
+                   layer_limit: float | None = None, dpi: int = DPI) -> Figure:
+    """Page ``page`` of :func:`inspector.render.filters.layer_montage` with the page's options
+    (``layer_limit``: the cached :func:`layer_range`, so each montage page does not read the layer again)."""
+    scale = _MONTAGE_SCALES.get(norm, "shared")
+    return layer_montage(index, index.layer(layer_path), page=page, stage=stage, fold_bn=fold_bn, scale=scale,
+                         vmax=layer_limit if scale == "layer" else None, cmap=cmap, dpi=dpi)
+
+
+def montage_picture(index: ModelIndex, layer_path: str, **options: Any) -> Picture:
+    return figure_picture(montage_figure(index, layer_path, **options))
+
+
+def montage_file(index: ModelIndex, layer_path: str, fmt: str, **options: Any) -> bytes:
+    """The montage page as a PNG (at the export default, 200 dpi) or a vector PDF, for download."""
+    from inspector.render.common import DEFAULT_DPI
+
+    fig = montage_figure(index, layer_path, dpi=DEFAULT_DPI, **options)
+    return figure_bytes(fig, fmt, dpi=DEFAULT_DPI)
+
+
+# -- channel x map heat map ------------------------------------------------------------------------------
+
+def channel_heatmap(matrix: np.ndarray, block: tuple[int, int] = (1, 1), max_side: int = 64) -> Any:
+    """The channel-norm matrix ``(input channels, maps)`` as a long table for a clickable heat map,
+    pooled to at most ``max_side`` cells per axis (the max of each block of cells). Each cell keeps the
+    true ``channel`` and ``map`` of its strongest entry, so a click on a pooled cell opens a real
+    (channel, map); ``block`` is the pooling ``inspector.stats`` already applied (``channel_block``)."""
+    import pandas as pd
+
+    mat = np.asarray(matrix, dtype=np.float64)
+    rows, cols = mat.shape
+    fr, fc = max(1, -(-rows // max_side)), max(1, -(-cols // max_side))
+    nr, nc = -(-rows // fr), -(-cols // fc)
+    padded = np.full((nr * fr, nc * fc), -np.inf)
+    padded[:rows, :cols] = np.nan_to_num(mat, nan=-np.inf)
+    cells = padded.reshape(nr, fr, nc, fc).transpose(0, 2, 1, 3).reshape(nr, nc, fr * fc)
+    arg = cells.argmax(axis=2)
+    best = np.take_along_axis(cells, arg[..., None], axis=2)[..., 0]
+    r_idx, c_idx = np.meshgrid(np.arange(nr), np.arange(nc), indexing="ij")
+    true_r = (r_idx * fr + arg // fc) * block[0]
+    true_c = (c_idx * fc + arg % fc) * block[1]
+    r0, c0 = r_idx * fr * block[0], c_idx * fc * block[1]
+    r1 = np.minimum((r_idx + 1) * fr, rows) * block[0] - 1
+    c1 = np.minimum((c_idx + 1) * fc, cols) * block[1] - 1
+    def span(a: np.ndarray, b: np.ndarray) -> list[str]:
+        return [str(x) if x == y else f"{x}-{y}" for x, y in zip(a.ravel(), b.ravel(), strict=True)]
+
+    return pd.DataFrame({
+        "row": r0.ravel(), "col": c0.ravel(), "norm": np.where(np.isfinite(best), best, np.nan).ravel(),
+        "channel": true_r.ravel(), "map": true_c.ravel(),
+        "channels": span(r0, r1), "maps": span(c0, c1),
+    })
+
+
+def heatmap_chart(table: Any, *, log: bool = False, height: int = 420) -> Any:
+    """An Altair heat map of :func:`channel_heatmap`'s table with a point selection named ``cell`` on
+    the true ``channel`` and ``map`` (``st.altair_chart(..., on_select="rerun")`` returns them)."""
+    import altair as alt
+
+    pick = alt.selection_point(name="cell", fields=["channel", "map"], on="click", clear=False)
+    scale = alt.Scale(type="symlog", scheme="magma") if log else alt.Scale(scheme="magma")
+    n_cols = int(table["col"].nunique())
+    n_rows = int(table["row"].nunique())
+    return (
+        alt.Chart(table)
+        .mark_rect()
+        .encode(
+            x=alt.X("col:O", title="output map", axis=alt.Axis(labelOverlap=True, labelAngle=0,
+                                                                values=_tick_values(table["col"], n_cols))),
+            y=alt.Y("row:O", title="input channel", axis=alt.Axis(labelOverlap=True,
+                                                                  values=_tick_values(table["row"], n_rows))),
+            color=alt.Color("norm:Q", title="L2 norm", scale=scale),
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.85)),
+            tooltip=[alt.Tooltip("channels:N", title="input channel(s)"), alt.Tooltip("maps:N", title="map(s)"),
+                     alt.Tooltip("norm:Q", title="max norm", format=".4g"),
+                     alt.Tooltip("channel:Q", title="opens channel"), alt.Tooltip("map:Q", title="opens map")],
+        )
+        .add_params(pick)
+        .properties(height=height)
+    )
+
+
+def _tick_values(values: Any, n: int, most: int = 12) -> list[int]:
+    uniq = sorted({int(v) for v in values})
+    step = max(1, -(-n // most))
+    return uniq[::step]
+
+
+# -- export ----------------------------------------------------------------------------------------------
+
+def manifest_summary(manifest: Any) -> list[dict[str, Any]]:
+    """One row per exported layer from an :class:`inspector.export.Manifest`: maps, files, the input
+    channels its files hold (union, and the fewest any one map's figures hold) and truncated maps."""
+    from inspector.formatting import index_text
+    from inspector.selectors import parse_maps
+
+    def channels(text: str) -> set[int]:
+        return set(parse_maps(text).resolve(1 << 30)) if text else set()
+
+    layers: dict[str, dict[str, Any]] = {}
+    for row in manifest.rows:
+        info = layers.setdefault(row.layer, {"files": 0, "bytes": 0, "all": set(), "per_map": {},
+                                             "maps": set(), "truncated": set()})
+        info["files"] += 1
+        info["bytes"] += row.bytes
+        got = channels(row.input_channels)
+        info["all"] |= got
+        if row.format in ("png", "svg"):
+            info["maps"].add(int(row.maps))
+            info["per_map"].setdefault(int(row.maps), set()).update(got)
+            if row.truncated:
+                info["truncated"].add(int(row.maps))
+        else:
+            info["maps"].update(parse_maps(row.maps).resolve(1 << 30))
+    out = []
+    for layer, info in layers.items():
+        per_map = [len(v) for v in info["per_map"].values()]
+        out.append({"layer": layer, "maps": len(info["maps"]), "files": info["files"],
+                    "MB": round(info["bytes"] / 1e6, 3),
+                    "input channels in files": f"{index_text(sorted(info['all']))} ({len(info['all'])})",
+                    "fewest channels of one map's figures": min(per_map) if per_map else None,
+                    "truncated maps": len(info["truncated"])})
+    return out
+
+
+def error_text(exc: BaseException) -> str:
+    """The one line the dashboard shows for an error: our messages as they are, anything else with its
+    type in front (never a traceback)."""
+    from inspector.errors import InspectorError
+
+    if isinstance(exc, InspectorError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    return f"internal error: {type(exc).__name__}: {text} (please report it)"
