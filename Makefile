@@ -3,6 +3,7 @@
 #   make test  - install (everything + Chromium for the browser test) and run the whole test suite
 #   make bench - run the side-by-side benchmark (writes bench/results/latest.md)
 #   make typecheck - mypy over inspector/ ([tool.mypy] in pyproject.toml; tests/test_typecheck.py runs it too)
+#   make test-no-onednn - the whole suite as on a CPU whose TensorFlow has oneDNN off (see docs/architecture.md)
 #   make test-core - the core install without TensorFlow/Keras in a fresh venv (tests/test_core_only.py)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP_ALL := $(VENV)/.installed-all
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: app test test-core bench lint typecheck system-deps clean
+.PHONY: app test test-no-onednn test-core bench lint typecheck system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ app: $(STAMP_ALL)
 
 test: $(STAMP_TEST) system-deps
 	$(PY) -m pytest
+
+test-no-onednn: $(STAMP_TEST) system-deps
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest
 
 bench: $(STAMP_TEST)
 	$(PY) bench/run.py
