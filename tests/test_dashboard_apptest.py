@@ -270,6 +270,86 @@ def test_filters_rgb_view_separable_stage_and_grid_cap() -> None:
     assert not _errors(at) and not at.exception
 
 
+def test_filters_whole_layer_montage_kinds_pages_and_downloads() -> None:
+    at = _app(model=SAMPLES / "shapes_rgb.keras", page="Filters")
+    at.selectbox(key="flt_layer").set_value("conv1_rgb").run()
+    at.toggle(key="flt_whole").set_value(True).run()
+    assert _captions(at) == ["conv1_rgb · whole layer (12 maps) · one colour image per map (3 input channels)"]
+    assert at.query_params["whole"] == "1"
+    assert [d.label for d in at.get("download_button")] == ["Download montage PNG", "Download montage PDF"]
+    at.selectbox(key="flt_layer").set_value("dw2").run()
+    assert _captions(at)[0] == "dw2 · whole layer (24 maps) · one kernel per map"
+    at.selectbox(key="flt_layer").set_value("sep3").run()
+    at.selectbox(key="flt_stage").set_value("pointwise").run()
+    assert _captions(at)[0] == ("sep3 · whole layer (24 maps) · 1×1 kernels as one input channel × output map "
+                                "matrix")
+    at.selectbox(key="flt_norm").set_value("layer").run()
+    png = at.image[0].value
+    assert not _errors(at) and not at.exception and png
+    # Off again: the single-map view comes back on the map it showed.
+    at.toggle(key="flt_whole").set_value(False).run()
+    assert _captions(at)[0].startswith("sep3 · map 0 of 24")
+    assert "whole" not in at.query_params
+
+
+def test_montage_pages_and_file_downloads() -> None:
+    from inspector.dashboard import views
+
+    index = open_model(SAMPLES / "shapes_rgb.keras")
+    info = views.montage_info(index, "conv1_rgb")
+    assert (info.kind, info.pages, info.n_maps) == ("rgb", 1, 12)
+    pdf = views.montage_file(index, "dw2", "pdf")
+    png = views.montage_file(index, "dw2", "png")
+    assert pdf.startswith(b"%PDF") and png.startswith(b"\x89PNG")
+    pic = views.montage_picture(index, "dw2")
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(pic.png)).width == 2 * pic.width  # hi-DPI: twice the pixels shown
+
+
+def test_layer_range_is_the_drawn_max_not_the_stored_kernel() -> None:
+    from inspector.dashboard import page_filters
+    from inspector.filters import filters_for_map
+
+    path = SAMPLES / "shapes_rgb.keras"
+    key = loading.model_key(str(path))
+    index = open_model(path)
+    layer = index.layer("sep3")
+    drawn = max(float(np.abs(filters_for_map(layer, j, index=index, stage="effective").kernels).max())
+                for j in range(1))
+    assert page_filters.cached_layer_range(key, "sep3", False, "effective") == pytest.approx(drawn)
+    stored = float(np.abs(np.asarray(layer.weight("depthwise_kernel").read())).max())
+    assert drawn != pytest.approx(stored)
+    # BN folded (digits_cnn conv1 -> bn1): the folded kernels' max, a separate cache entry.
+    dkey = loading.model_key(str(SAMPLES / "digits_cnn.keras"))
+    dindex = open_model(SAMPLES / "digits_cnn.keras")
+    folded = max(float(np.abs(filters_for_map(dindex.layer("conv1"), j, index=dindex, fold_bn=True).kernels).max())
+                 for j in range(8))
+    assert page_filters.cached_layer_range(dkey, "conv1", True, None) == pytest.approx(folded)
+    assert page_filters.cached_layer_range(dkey, "conv1", False, None) != pytest.approx(folded)
+
+
+def test_heatmap_pooling_maps_a_click_back_to_the_true_channel_and_map() -> None:
+    from inspector.dashboard import views
+
+    mat = np.random.default_rng(0).random((512, 300))
+    mat[317, 123] = 10.0
+    table = views.channel_heatmap(mat, max_side=64)
+    assert len(table) == 64 * 60 and table["row"].nunique() == 64  # pooled 8 x 5
+    cell = table.loc[table["norm"].idxmax()]
+    assert (int(cell["channel"]), int(cell["map"])) == (317, 123)
+    assert cell["channels"] == "312-319" and cell["maps"] == "120-124"
+    # every cell opens the true argmax of its block
+    for _, c in table.sample(20, random_state=0).iterrows():
+        assert mat[int(c["channel"]), int(c["map"])] == pytest.approx(c["norm"])
+    # a matrix already pooled by inspector.stats (channel_block) scales back to real indices
+    assert int(views.channel_heatmap(np.eye(4), (2, 3))["map"].max()) == 9
+    small = views.channel_heatmap(np.arange(6.0).reshape(2, 3))
+    assert len(small) == 6 and list(small["channels"][:3]) == ["0", "0", "0"]
+    index = open_model(SAMPLES / "digits_cnn.keras")
+    assert views.grid_page_of(index, "conv2", 3, 7, cap=4) == 2 and views.grid_page_of(index, "conv2", 3, 7) == 1
+
+
 def test_state_survives_page_switches() -> None:
     at = _app(page="Filters")
     at.selectbox(key="flt_layer").set_value("conv2").run()
@@ -350,7 +430,8 @@ def test_weights_histograms_and_filter_health() -> None:
     at = _app(page="Weights")
     assert at.selectbox(key="w_layer").value == "conv1"
     assert _captions(at)[:2] == ["conv1 · kernel", "conv1 · bias"]
-    assert len(at.image) == 4  # two histograms, map norms, channel-norm matrix
+    assert len(at.image) == 3  # two histograms, map norms; the channel-norm matrix is a clickable chart
+    assert any("click a cell to open that map" in m.value for m in at.markdown)
     health = _table(at, "dead")
     assert list(health["map"]) == list(range(8))
     tensors = _table(at, "tensor")
@@ -359,15 +440,28 @@ def test_weights_histograms_and_filter_health() -> None:
     assert len(at.image) == 4 and not _errors(at)  # gamma, beta, mean, variance; no health for BN
 
 
+def _finish_export(at: AppTest, timeout: float = 60.0) -> object:
+    """Wait for the background export of the page, then rerun so the page shows its result."""
+    import time
+
+    job = at.session_state["_exp_job"]
+    deadline = time.monotonic() + timeout
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job.running
+    at.run()
+    return job
+
+
 def test_export_layer_zip_with_manifest() -> None:
     at = _app(page="Export")
     at.text_input(key="exp_maps").set_value("0-3").run()
     at.multiselect(key="exp_formats").set_value(["png", "npz"]).run()
     at.button(key="exp_run").click().run()
-    assert not _errors(at) and "4 maps exported" in at.success[0].value
-    name, data, _count, _key = at.session_state["exp_result"]
-    assert name == "digits_cnn_conv1_filters.zip"
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    job = _finish_export(at)
+    assert not _errors(at) and "4 maps exported" in at.success[0].value and "every kernel" in at.success[0].value
+    assert job.name == "digits_cnn_conv1_filters.zip"
+    with zipfile.ZipFile(io.BytesIO(job.data)) as zf:
         names = zf.namelist()
         manifest = json.loads(zf.read("manifest.json"))
         arrays = np.load(io.BytesIO(zf.read("conv1.npz")))
@@ -376,6 +470,60 @@ def test_export_layer_zip_with_manifest() -> None:
     assert json.dumps(manifest).count("map_0003.png") == 1
     assert arrays["kernels"].shape == (4, 1, 5, 5) and list(arrays["maps"]) == [0, 1, 2, 3]
     assert [d.label for d in at.get("download_button")] == ["Download zip"]
+    summary = _table(at, "input channels in files")
+    assert summary.to_dict("records")[0] | {"MB": 0} == {
+        "layer": "conv1", "maps": 4, "files": 5, "MB": 0, "input channels in files": "0 (1)",
+        "fewest channels of one map's figures": 1, "truncated maps": 0}
+
+
+def test_export_kernels_per_figure_and_cap() -> None:
+    at = _app(page="Export")
+    at.selectbox(key="exp_layer").set_value("conv2").run()  # 8 input channels per map
+    at.text_input(key="exp_maps").set_value("2").run()
+    at.multiselect(key="exp_formats").set_value(["png"]).run()
+    at.number_input(key="exp_per_page").set_value(3).run()
+    at.button(key="exp_run").click().run()
+    job = _finish_export(at)
+    rows = [r for r in job.manifest.rows if r.format == "png"]
+    assert [r.path for r in rows] == ["conv2/map_0002.png", "conv2/map_0002_p2.png", "conv2/map_0002_p3.png"]
+    assert [r.input_channels for r in rows] == ["0-2", "3-5", "6-7"] and not any(r.truncated for r in rows)
+    # The cap: only the first 5 kernels, marked truncated, and said so.
+    at.toggle(key="exp_cap_on").set_value(True).run()
+    at.number_input(key="exp_max_kernels").set_value(5).run()
+    at.button(key="exp_run").click().run()
+    job = _finish_export(at)
+    rows = [r for r in job.manifest.rows if r.format == "png"]
+    assert [r.input_channels for r in rows] == ["0-2", "3-4"] and all(r.truncated for r in rows)
+    assert "1 maps truncated by the cap" in at.success[0].value
+    assert _table(at, "truncated maps")["truncated maps"].tolist() == [1]
+
+
+def test_export_job_cancel_stops_at_the_next_map() -> None:
+    import threading
+
+    from inspector.dashboard.page_export import ExportJob
+
+    job = ExportJob("x.zip", ("m", 0, 0), total=100)
+    gate = threading.Event()
+    seen = []
+
+    def work(progress: object) -> tuple[bytes, int, object]:
+        for j in range(1, 101):
+            progress(j, 100, f"layer:{j}")  # type: ignore[operator]
+            seen.append(j)
+            if j == 3:
+                gate.set()
+                job.cancel.wait(5)
+        raise AssertionError("not cancelled")
+
+    thread = threading.Thread(target=job.run, args=(work,))
+    thread.start()
+    gate.wait(5)
+    assert job.running and "left" in job.eta_text()
+    job.cancel.set()
+    thread.join(5)
+    assert job.cancelled and not job.running and job.error is None and job.data is None
+    assert seen == [1, 2, 3] and job.done == 4  # the callback raised at map 4
 
 
 def test_export_bad_selection_is_an_error() -> None:

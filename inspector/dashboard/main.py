@@ -53,7 +53,7 @@ def show_error(exc: BaseException) -> None:
 #: value back each run makes it plain session state, which is kept.
 _PERSIST_PREFIXES = ("ov_", "flt_", "act_", "w_", "exp_")
 #: Keys that are not plain values (buttons, downloads, uploads, tables) and must not be written.
-_NOT_VALUES = ("_prev", "_next", "_dl_", "_run", "_download", "_upload", "_table")
+_NOT_VALUES = ("_prev", "_next", "_dl_", "_run", "_download", "_upload", "_table", "_heatmap", "_cancel")
 
 
 def persist_widget_state() -> None:

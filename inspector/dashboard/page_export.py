@@ -2,38 +2,56 @@
 
 The files are written by :func:`inspector.export.export_batch` (the engine of ``inspector export``,
 with its manifest) into a private temporary folder, zipped in memory, and the folder is removed at
-once: nothing is written next to the model. The zip stays in ``st.session_state`` so the download
-button survives reruns.
+once: nothing is written next to the model.
+
+A long export must not block the app: ``export_batch`` runs in a background thread (an
+:class:`ExportJob` in ``st.session_state``); a fragment polls it (``st.fragment(run_every=...)``, only
+while it runs) and shows the progress, an estimate of the time left (maps left / maps per second so
+far) and a Cancel button, which makes the progress callback raise so the export stops after the
+current map. When it is done the page offers the zip and a summary of its manifest (files, input
+channels covered, truncated maps).
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading
+from inspector.dashboard import loading, views
 from inspector.dashboard.page_filters import layer_choice_ui
 from inspector.errors import InspectorError
-from inspector.export import ExportFormat, export_batch
+from inspector.export import ExportFormat, Manifest, export_batch
 from inspector.filters import output_map_count
 from inspector.records import ModelIndex
 
-__all__ = ["build_zip", "export_page"]
+__all__ = ["ExportCancelled", "ExportJob", "build_zip", "export_page"]
 
 _SCALES = {"shared per map": "shared", "per kernel": "per-kernel"}
+_JOB = "_exp_job"  # not an exp_* key: main.persist_widget_state leaves it alone
+POLL_SECONDS = 0.5
+
+
+class ExportCancelled(Exception):
+    """Raised by the progress callback when the user pressed Cancel."""
 
 
 def build_zip(index: ModelIndex, layers: str | Sequence[str] | None, maps: str | None, formats: list[str], *,
-              fold_bn: bool = False, scale: str = "shared",
-              progress: Callable[[int, int, str], None] | None = None) -> tuple[bytes, int]:
-    """``export_batch`` into a temp folder, zipped: (zip bytes, number of maps exported).
+              fold_bn: bool = False, scale: str = "shared", per_page: int = 64, max_kernels: int | None = None,
+              progress: Callable[[int, int, str], None] | None = None) -> tuple[bytes, int, Manifest]:
+    """``export_batch`` into a temp folder, zipped: (zip bytes, number of maps exported, manifest).
 
     ``layers``: a list of exact layer paths, a pattern string (globs, commas) or None for every filter layer.
+    ``progress`` may raise to stop the export (the temp folder is removed all the same).
     """
     maps_done = 0
 
@@ -44,58 +62,179 @@ def build_zip(index: ModelIndex, layers: str | Sequence[str] | None, maps: str |
             progress(done, total, what)
 
     with tempfile.TemporaryDirectory(prefix="inspector-export-") as tmp:
-        export_batch(index, tmp, layers=layers, maps=maps or None, formats=formats, fold_bn=fold_bn,
-                     scale=scale, progress=report)
+        manifest = export_batch(index, tmp, layers=layers, maps=maps or None, formats=formats, fold_bn=fold_bn,
+                                scale=scale, per_page=per_page, max_kernels=max_kernels, progress=report)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for f in sorted(Path(tmp).rglob("*")):
                 if f.is_file():
                     zf.write(f, f.relative_to(tmp).as_posix())
-    return buf.getvalue(), maps_done
+    return buf.getvalue(), maps_done, manifest
 
 
-def export_page(index: ModelIndex, key: loading.ModelKey) -> None:
-    st.subheader("Export: filter images and arrays as a zip")
+@dataclass
+class ExportJob:
+    """One export running in a background thread; the page reads it, the thread writes it."""
+
+    name: str
+    model: loading.ModelKey
+    total: int = 0
+    done: int = 0
+    what: str = ""
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    data: bytes | None = None
+    manifest: Manifest | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+    def progress(self, done: int, total: int, what: str) -> None:
+        self.done, self.total, self.what = done, total, what
+        if self.cancel.is_set():
+            raise ExportCancelled
+
+    def eta_text(self) -> str:
+        """'about 12 s left' from the maps done so far and their rate."""
+        elapsed = time.monotonic() - self.started
+        if self.done <= 0 or self.total <= 0:
+            return "estimating time left…"
+        left = (self.total - self.done) * elapsed / self.done
+        return f"about {left:.0f} s left ({self.done / max(elapsed, 1e-9):.1f} maps/s)"
+
+    def run(self, work: Callable[[Callable[[int, int, str], None]], tuple[bytes, int, Manifest]]) -> None:
+        try:
+            self.data, self.done, self.manifest = work(self.progress)
+        except ExportCancelled:
+            self.cancelled = True
+        except Exception as exc:  # shown as one line by the page
+            self.error = views.error_text(exc)
+        finally:
+            self.finished = time.monotonic()
+
+
+def start_job(job: ExportJob, work: Callable[[Callable[[int, int, str], None]], tuple[bytes, int, Manifest]],
+              ) -> None:
+    st.session_state[_JOB] = job
+    threading.Thread(target=job.run, args=(work,), name="inspector-export", daemon=True).start()
+
+
+def _cancel() -> None:
+    job = st.session_state.get(_JOB)
+    if job is not None:
+        job.cancel.set()
+
+
+def export_options_ui(index: ModelIndex) -> dict[str, Any] | None:
     st.session_state.setdefault("exp_scope", "One layer")
     scope = st.radio("Scope", ["One layer", "Whole model"], key="exp_scope", horizontal=True)
     if scope == "One layer":
         layer = layer_choice_ui(index, prefix="exp")
         if layer is None:
-            return
+            return None
         paths = [layer]
     else:
         paths = [layer.path for layer in index.filter_layers()]
         if not paths:
             st.info("This model has no layer with kernels.")
-            return
+            return None
     total = sum(output_map_count(index.layer(p)) for p in paths)
     cols = st.columns(3)
     maps_text = cols[0].text_input("Maps (e.g. 0-7,12; empty = all)", key="exp_maps")
     st.session_state.setdefault("exp_formats", ["png", "npz"])
     formats = cols[1].multiselect("Formats", [str(f) for f in ExportFormat], key="exp_formats")
     scale = cols[2].selectbox("Normalisation", list(_SCALES), key="exp_norm")
+    cols = st.columns(3)
+    st.session_state.setdefault("exp_per_page", 64)
+    per_page = cols[0].number_input("Kernels per figure", min_value=1, max_value=1024, step=8, key="exp_per_page",
+                                    help="A map with more input kernels gets more figure pages "
+                                         "(map_0007.png, map_0007_p2.png, …): no kernel is left out")
+    capped = cols[1].toggle("Cap kernels per map", key="exp_cap_on",
+                            help="Only the first N kernels of each map (in input-channel order); the manifest "
+                                 "marks those files truncated. Off: every kernel is exported")
+    st.session_state.setdefault("exp_max_kernels", 64)
+    max_kernels = cols[2].number_input("Max kernels per map", min_value=1, step=8, key="exp_max_kernels",
+                                       disabled=not capped)
     fold_bn = st.toggle("Fold BatchNormalization where one follows", key="exp_fold_bn")
     st.caption(f"{len(paths)} layer(s), {total} maps in all; the selection applies to each layer. PNG/SVG: one "
-               "file per map; PDF and NPZ: one file per layer; manifest.json/csv list every file.")
-    if st.button("Build zip", key="exp_run", type="primary", disabled=not formats):
-        bar = st.progress(0.0, text="starting…")
+               "file per figure page; PDF and NPZ: one file per layer; manifest.json/csv list every file with "
+               "the input channels it holds.")
+    return {"scope": scope, "paths": paths, "maps": maps_text.strip(), "formats": list(formats),
+            "scale": _SCALES[scale], "per_page": int(per_page), "max_kernels": int(max_kernels) if capped else None,
+            "fold_bn": bool(fold_bn)}
 
-        def progress(done: int, n: int, what: str) -> None:
-            bar.progress(done / max(n, 1), text=f"{done}/{n} · {what}")
 
+def export_page(index: ModelIndex, key: loading.ModelKey) -> None:
+    st.subheader("Export: filter images and arrays as a zip")
+    options = export_options_ui(index)
+    if options is None:
+        return
+    job: ExportJob | None = st.session_state.get(_JOB)
+    busy = job is not None and job.running
+    if st.button("Build zip", key="exp_run", type="primary", disabled=not options["formats"] or busy):
+        scope, paths = options["scope"], options["paths"]
+        stem = index.name or "model"
+        name = f"{stem}_{'model' if scope == 'Whole model' else paths[0].replace('/', '_')}_filters.zip"
         # A list is taken as exact paths, never parsed as a pattern: 'conv[1]' or 'a,b' is that layer.
         layers = [paths[0]] if scope == "One layer" else None
-        try:
-            data, count = build_zip(index, layers, maps_text.strip(), list(formats), fold_bn=fold_bn,
-                                    scale=_SCALES[scale], progress=progress)
+
+        def work(progress: Callable[[int, int, str], None]) -> tuple[bytes, int, Manifest]:
+            return build_zip(index, layers, options["maps"], options["formats"], fold_bn=options["fold_bn"],
+                             scale=options["scale"], per_page=options["per_page"],
+                             max_kernels=options["max_kernels"], progress=progress)
+
+        try:  # a bad selection is refused at once, before the thread starts
+            from inspector.selectors import plan_maps
+
+            plan = plan_maps(index, layers, options["maps"] or None, stage_where_offered=True)
         except InspectorError as exc:
             st.error(str(exc))
             return
-        stem = index.name or "model"
-        name = f"{stem}_{'model' if scope == 'Whole model' else paths[0].replace('/', '_')}_filters.zip"
-        st.session_state["exp_result"] = (name, data, count, key)
-    result = st.session_state.get("exp_result")
-    if result is not None and result[3] == key:
-        st.success(f"{result[2]} maps exported, {len(result[1]) / 1e6:.2f} MB")
-        st.download_button("Download zip", result[1], result[0], "application/zip", key="exp_download",
-                           on_click="ignore")
+        job = ExportJob(name, key, total=sum(len(p.maps) for p in plan))
+        start_job(job, work)
+    _job_status(key)
+
+
+def _job_status(key: loading.ModelKey) -> None:
+    job: ExportJob | None = st.session_state.get(_JOB)
+    if job is None or job.model != key:
+        return
+    if job.running:
+        st.fragment(run_every=POLL_SECONDS)(_progress)()
+    else:
+        _result(job)
+
+
+def _progress() -> None:
+    """Polled while the export runs; a full rerun when it ends shows the result (and stops polling)."""
+    job: ExportJob | None = st.session_state.get(_JOB)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()
+    frac = job.done / job.total if job.total else 0.0
+    status = "cancelling after this map…" if job.cancel.is_set() else job.eta_text()
+    st.progress(min(1.0, frac), text=f"{job.done}/{job.total} maps · {job.what or 'starting…'} · {status}")
+    st.button("Cancel export", key="exp_cancel", on_click=_cancel, disabled=job.cancel.is_set())
+
+
+def _result(job: ExportJob) -> None:
+    seconds = (job.finished or job.started) - job.started
+    if job.error is not None:
+        st.error(job.error)
+        return
+    if job.cancelled:
+        st.warning(f"Export cancelled after {job.done} of {job.total} maps ({seconds:.1f} s); nothing to download.")
+        return
+    assert job.data is not None and job.manifest is not None
+    rows = views.manifest_summary(job.manifest)
+    truncated = sum(r["truncated maps"] for r in rows)
+    st.success(f"{job.done} maps exported in {seconds:.1f} s: {len(job.manifest.rows)} files, "
+               f"{len(job.data) / 1e6:.2f} MB" + (f"; {truncated} maps truncated by the cap" if truncated else
+                                                 "; every kernel included"))
+    st.download_button("Download zip", job.data, job.name, "application/zip", key="exp_download", on_click="ignore")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="exp_summary_table", width="stretch")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading, urlstate, views
+from inspector.dashboard import loading, page_filters, urlstate, views
 from inspector.dashboard.page_filters import fold_bn_ui
 from inspector.records import ModelIndex
 from inspector.stats import LayerStats, layer_stats
@@ -29,7 +29,7 @@ def cached_layer_stats(key: loading.ModelKey, layer: str, dead: float, dup: floa
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def cached_figure(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool, log: bool,
-                  which: str) -> bytes:
+                  which: str) -> views.Picture:
     """PNG bytes of one figure of the page: ``hist:<tensor>``, ``map_norms`` or ``channel_norms``.
 
     One cache entry per figure, so the log-scale toggle re-draws only the figures that use it."""
@@ -38,22 +38,18 @@ def cached_figure(key: loading.ModelKey, layer: str, dead: float, dup: float, fo
     ls = cached_layer_stats(key, layer, dead, dup, fold_bn)
     if which.startswith("hist:"):
         tensor = next(t for t in ls.tensors if t.name == which[5:])
-        return views.figure_bytes(rs.histogram_figure(tensor, log=log, figsize=(5.0, 2.8)))
+        return views.figure_picture(rs.histogram_figure(tensor, log=log, figsize=(5.0, 2.8)))
     assert ls.health is not None
-    if which == "map_norms":
-        return views.figure_bytes(rs.map_norms_figure(ls.health))
-    return views.figure_bytes(rs.channel_norm_figure(ls.health, log=log))
+    return views.figure_picture(rs.map_norms_figure(ls.health))
 
 
 def cached_figures(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool,
-                   log: bool) -> dict[str, bytes]:
+                   log: bool) -> dict[str, views.Picture]:
     """Every figure of the page for one layer (each from its own cache entry)."""
     ls = cached_layer_stats(key, layer, dead, dup, fold_bn)
     names = [f"hist:{t.name}" for t in ls.tensors]
     if ls.health is not None:
         names.append("map_norms")
-        if ls.health.channel_norms is not None:
-            names.append("channel_norms")
     # The map-norm bars do not depend on the log toggle: always the log=False entry.
     return {n: cached_figure(key, layer, dead, dup, fold_bn, log and n != "map_norms", n) for n in names}
 
@@ -63,6 +59,38 @@ def _open_map(layer: str, maps: list[int]) -> None:
     picked = st.session_state["w_health_table"].selection.rows
     if picked:
         urlstate.open_view("Filters", flt_layer=layer, flt_map=maps[picked[0]], flt_page=1)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_heatmap(key: loading.ModelKey, layer: str, dead: float, dup: float, fold_bn: bool) -> pd.DataFrame:
+    """The channel-norm matrix pooled for display (each cell keeps its true channel and map)."""
+    health = cached_layer_stats(key, layer, dead, dup, fold_bn).health
+    assert health is not None and health.channel_norms is not None
+    return views.channel_heatmap(health.channel_norms, health.channel_block)
+
+
+def _open_cell(key: loading.ModelKey, layer: str) -> None:
+    """A click on a heat-map cell: Filters at that map, on the grid page holding that input channel."""
+    cells = st.session_state["w_heatmap"].selection.get("cell") or []
+    if not cells:
+        return
+    channel, j = int(cells[0]["channel"]), int(cells[0]["map"])
+    cap = int(st.session_state.get("flt_cap", views.DEFAULT_CAP))
+    sorted_by_norm = page_filters.SORTS.get(str(st.session_state.get("flt_sort")), None) is not None
+    page = 1 if sorted_by_norm else views.grid_page_of(loading.load_index(*key), layer, j, channel, cap=cap)
+    urlstate.open_view("Filters", flt_layer=layer, flt_map=j, flt_page=page, flt_whole=False)
+
+
+def _heatmap(key: loading.ModelKey, layer: str, dead: float, dup: float, fold: bool, log: bool,
+             shape: tuple[int, ...]) -> None:
+    table = cached_heatmap(key, layer, dead, dup, fold)
+    pooled = len(table) < shape[0] * shape[1]
+    st.markdown("**‖kernel[input channel → map]‖: who feeds whom** — click a cell to open that map on "
+                "the Filters page" + (f" (pooled from {shape[0]} × {shape[1]}: a cell shows its block's "
+                                      "largest norm and opens that channel and map)" if pooled else ""))
+    st.altair_chart(views.heatmap_chart(table, log=log, height=min(480, max(160, 8 * table["row"].nunique()))),
+                    key="w_heatmap", on_select=partial(_open_cell, key, layer), selection_mode="cell",
+                    width="stretch")
 
 
 def weights_options_ui(key: loading.ModelKey, layer: str) -> tuple[float, float, bool, bool]:
@@ -97,7 +125,8 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="w_tensor_table")
     cols = st.columns(min(3, max(1, len(ls.tensors))))
     for i, t in enumerate(ls.tensors):
-        cols[i % len(cols)].image(figs[f"hist:{t.name}"], caption=f"{layer} · {t.name}")
+        pic = figs[f"hist:{t.name}"]
+        cols[i % len(cols)].image(pic.png, caption=f"{layer} · {t.name}", width="stretch")
     health = ls.health
     if health is None:
         st.caption("Filter health applies to layers with kernels (conv, depthwise, separable, transposed, dense).")
@@ -105,7 +134,8 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.markdown(f"**Filter health** — {health.n_maps} maps, {len(health.dead)} dead, "
                 f"{health.duplicate_pair_count} near-duplicate pairs"
                 + (f", BN `{health.bn_layer}` folded into the norms" if health.bn_scale is not None else ""))
-    st.image(figs["map_norms"], caption="Kernel L2 norm per output map (dead maps in red)")
+    st.image(figs["map_norms"].png, width=figs["map_norms"].width,
+             caption="Kernel L2 norm per output map (dead maps in red)")
     partners = health.duplicate_partners()
     dead_set = {int(d) for d in health.dead}
     table = pd.DataFrame({
@@ -126,7 +156,7 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
                      selection_mode="single-row", width="stretch")
     else:
         st.info("No dead or near-duplicate maps in this layer at these thresholds.")
-    if "channel_norms" in figs:
-        st.image(figs["channel_norms"], caption="‖kernel[input channel → map]‖: who feeds whom")
+    if health.channel_norms is not None:
+        _heatmap(key, layer, dead, dup, fold, log, health.channel_norms.shape)
     for note in health.notes:
         st.caption(note)

@@ -541,3 +541,12 @@ def error_text(exc: BaseException) -> str:
         return str(exc)
     text = " ".join(str(exc).split())
     return f"internal error: {type(exc).__name__}: {text} (please report it)"
+
+
+def grid_page_of(index: ModelIndex, layer_path: str, j: int, channel: int, *, stage: str | None = None,
+                 cap: int = DEFAULT_CAP) -> int:
+    """The grid page (from 1, input-channel order) of map ``j`` that holds input ``channel`` (1 when the
+    map does not read it)."""
+    fs, _ = _display_set(filters_for_map(index.layer(layer_path), j, index=index, stage=stage))
+    where = np.flatnonzero(np.asarray(fs.input_channels) == channel)
+    return 1 + int(where[0]) // grid_page_size(fs, cap) if len(where) else 1
