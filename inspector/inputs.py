@@ -8,9 +8,21 @@ Preprocessing is explicit, never guessed from the model (docs/decomposition.md, 
 * ``none``: values as stored (0..255 for images, as-is for arrays)
 * ``auto`` (default): ``scale01`` for images and the built-in sample, ``none`` for ``.npy`` arrays
   (arrays are assumed to be preprocessed already).
+* the Keras applications' modes (``keras.applications.imagenet_utils.preprocess_input(x, mode=...)``,
+  same float32 results), for 3-channel RGB inputs on 0..255:
+  ``caffe``: RGB → BGR, minus the ImageNet mean ``[103.939, 116.779, 123.68]`` (BGR order), no scaling
+  (VGG16/19, ResNet50); ``torch``: ``v / 255``, minus ``[0.485, 0.456, 0.406]``, divided by
+  ``[0.229, 0.224, 0.225]`` (DenseNet); ``tf``: ``v / 127.5 - 1`` (MobileNet, Inception, Xception; the
+  same numbers as ``scale11``).
 
-Fitting: images are resized (bilinear) to the model's height and width when those are fixed, and
-converted to 1 (grayscale), 3 (RGB) or 4 (RGBA) channels; channels_first models get ``(C, H, W)``.
+Fitting: images are converted to 1 (grayscale), 3 (RGB) or 4 (RGBA) channels and brought to the
+model's height and width when those are fixed (``fit``, bilinear): ``stretch`` (default) resizes each
+side independently (the aspect ratio changes); ``crop`` cuts the largest centred box with the model's
+aspect ratio, then resizes it; ``pad`` resizes the whole image to fit inside (aspect kept) and centres it
+on zeros (black pixels, value 0 *before* preprocessing; the extra row/column goes after). With only one
+side fixed, ``crop`` and ``pad`` scale the image so that side fits, keeping the aspect ratio. ``fit``
+concerns image files only: arrays must already have the input shape and ``sample`` is made at it.
+channels_first models get ``(C, H, W)``.
 Arrays must already have the input shape, with or without a batch axis; a channel axis of size 1
 may be missing. The result always has a batch axis and dtype float32.
 """
@@ -28,8 +40,8 @@ import numpy as np
 
 from .errors import InputDataError, missing_dependency
 
-__all__ = ["PREPROCESS_CHOICES", "InputSpec", "Preprocess", "input_spec_from_model", "load_input",
-           "model_channels_first", "sample_image"]
+__all__ = ["CAFFE_MEAN_BGR", "FIT_CHOICES", "PREPROCESS_CHOICES", "TORCH_MEAN", "TORCH_STD", "Fit", "InputSpec",
+           "Preprocess", "fit_image", "input_spec_from_model", "load_input", "model_channels_first", "sample_image"]
 
 
 class Preprocess(StrEnum):
@@ -40,9 +52,25 @@ class Preprocess(StrEnum):
     SCALE11 = "scale11"
     MEANSTD = "meanstd"
     NONE = "none"
+    CAFFE = "caffe"
+    TORCH = "torch"
+    TF = "tf"
+
+
+class Fit(StrEnum):
+    """How an image whose aspect ratio differs from the model input's is brought to its size."""
+
+    STRETCH = "stretch"
+    CROP = "crop"
+    PAD = "pad"
 
 
 PREPROCESS_CHOICES = tuple(str(p) for p in Preprocess)
+FIT_CHOICES = tuple(str(f) for f in Fit)
+#: The Keras applications' ImageNet constants (keras.applications.imagenet_utils).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _DEFAULT_SIDE = 64  # sample size for models whose spatial size is not fixed
 
@@ -120,8 +148,10 @@ def _preprocess(x: np.ndarray, how: str, mean: Sequence[float] | None, std: Sequ
         return x
     if how == "scale01":
         return x / 255.0
-    if how == "scale11":
+    if how in ("scale11", "tf"):
         return x / 127.5 - 1.0
+    if how in ("caffe", "torch"):
+        return _imagenet_preset(x, how, channel_axis)
     if how == "meanstd":
         if mean is None or std is None:
             raise InputDataError(
@@ -148,7 +178,66 @@ def _preprocess(x: np.ndarray, how: str, mean: Sequence[float] | None, std: Sequ
     raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS_CHOICES)}. Received: {how!r}")
 
 
-def _read_image(path: Path, spec: InputSpec) -> np.ndarray:
+def _imagenet_preset(x: np.ndarray, how: str, channel_axis: int) -> np.ndarray:
+    """``caffe`` / ``torch`` exactly as ``keras.applications.imagenet_utils.preprocess_input`` (float32)."""
+    if x.ndim < 2 or x.shape[channel_axis] != 3:
+        raise InputDataError(
+            f"preprocessing {how!r} is for 3-channel RGB inputs (the ImageNet mean per channel); use scale01, "
+            f"scale11, meanstd or none. Received: {x.shape[channel_axis] if x.ndim else 0} input channels")
+    shape = [1] * x.ndim
+    shape[channel_axis] = 3
+    x = x.astype(np.float32)
+    if how == "caffe":
+        return np.flip(x, axis=channel_axis) - np.asarray(CAFFE_MEAN_BGR, np.float32).reshape(shape)
+    return (x / np.float32(255.0) - np.asarray(TORCH_MEAN, np.float32).reshape(shape)) \
+        / np.asarray(TORCH_STD, np.float32).reshape(shape)
+
+
+def _check_choice(value: object, choices: tuple[str, ...], what: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InputDataError(f"{what} must be one of {', '.join(choices)}. Received: {value!r}")
+    return value
+
+
+def fit_image(img: Any, height: int | None, width: int | None, fit: str = "stretch") -> Any:
+    """A PIL image brought to ``height`` × ``width`` (``None``: that side is free) by ``fit``; see the
+    module doc. Bilinear resampling; ``pad`` fills with zeros (black)."""
+    from PIL import Image
+
+    fit = _check_choice(fit, FIT_CHOICES, "fit")
+    bilinear = Image.Resampling.BILINEAR
+    if height is None and width is None:
+        return img
+    if fit == "stretch" or height is None or width is None:
+        if fit == "stretch":
+            size = (width or img.width, height or img.height)
+        else:  # one side fixed: scale to it, keeping the aspect ratio
+            scale = height / img.height if height is not None else width / img.width  # type: ignore[operator]
+            size = (width or max(1, round(img.width * scale)), height or max(1, round(img.height * scale)))
+        return img if size == img.size else img.resize(size, bilinear)
+    if fit == "crop":
+        # The largest centred box with the target aspect (whole pixels, the odd one left over goes after),
+        # cut first so that the resampling filter sees only what is kept.
+        if img.width * height > width * img.height:  # wider than the target: cut left and right
+            keep = min(img.width, max(1, round(img.height * width / height)))
+            left = (img.width - keep) // 2
+            img = img.crop((left, 0, left + keep, img.height))
+        else:
+            keep = min(img.height, max(1, round(img.width * height / width)))
+            top = (img.height - keep) // 2
+            img = img.crop((0, top, img.width, top + keep))
+        return img if img.size == (width, height) else img.resize((width, height), bilinear)
+    scale = min(width / img.width, height / img.height)
+    inner = (min(width, max(1, round(img.width * scale))), min(height, max(1, round(img.height * scale))))
+    resized = img if inner == img.size else img.resize(inner, bilinear)
+    if inner == (width, height):
+        return resized
+    canvas = Image.new(img.mode, (width, height), 0)  # zeros in every band: black (transparent for RGBA)
+    canvas.paste(resized, ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return canvas
+
+
+def _read_image(path: Path, spec: InputSpec, fit: str = "stretch") -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as exc:  # pragma: no cover - pillow is in the [run] extra
@@ -163,10 +252,7 @@ def _read_image(path: Path, spec: InputSpec) -> np.ndarray:
                     f"give a .npy array instead. Received: {path}")
             img = img.convert(mode)
             h, w = [*spec.spatial, None, None][:2]
-            if h is not None or w is not None:
-                size = (w or img.width, h or img.height)
-                if size != img.size:
-                    img = img.resize(size, Image.Resampling.BILINEAR)
+            img = fit_image(img, h, w, fit)
             arr = np.asarray(img, dtype=np.float32)
     except InputDataError:  # our own message (a ValueError) must not be re-wrapped by the clause below
         raise
@@ -200,15 +286,20 @@ def _fit_array(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
 
 def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, preprocess: str = "auto",
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-               batch: int | None = None) -> np.ndarray:
+               batch: int | None = None, fit: str = "stretch") -> np.ndarray:
     """A float32 batch ``(N, *spec.shape)`` from ``source``: an image path, a ``.npy`` path, an array or
     the string ``"sample"``.
 
+    ``preprocess`` one of :data:`PREPROCESS_CHOICES`, ``fit`` one of :data:`FIT_CHOICES` (image files only);
     ``batch`` repeats a single sample N times (useful to check batched runs).
     """
-    if preprocess not in PREPROCESS_CHOICES:
-        raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS_CHOICES)}. "
-                             f"Received: {preprocess!r}")
+    preprocess = _check_choice(str(preprocess) if isinstance(preprocess, StrEnum) else preprocess,
+                               PREPROCESS_CHOICES, "preprocessing")
+    fit = _check_choice(str(fit) if isinstance(fit, StrEnum) else fit, FIT_CHOICES, "fit")
+    if preprocess != "meanstd" and (mean is not None or std is not None):
+        raise InputDataError(f"--mean/--std apply only to the meanstd preprocessing (the presets carry their own); "
+                             f"pick meanstd or drop them. Received: preprocessing {preprocess!r} with "
+                             f"mean={mean!r}, std={std!r}")
     channel_axis = 1 if spec.channels_first else -1
     if isinstance(source, np.ndarray):
         x = _fit_array(np.asarray(source, dtype=np.float32), spec, "an in-memory array")
@@ -241,7 +332,7 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
                 raise InputDataError(
                     f"unrecognised input file type; accepted: PNG/JPEG images, .npy arrays or 'sample'. "
                     f"Received: {source}")
-            img = _read_image(path, spec)
+            img = _read_image(path, spec, fit)
             if spec.channels_first:
                 img = np.moveaxis(img, -1, 0)
             x = _fit_array(img, spec, str(source))

@@ -24,19 +24,21 @@ from typing import Any
 
 from .errors import SelectionError, describe_received
 from .filters import BNFold, FilterSet, SortOrder, Stage, filters_for_map
-from .inputs import PREPROCESS_CHOICES, Preprocess
+from .inputs import FIT_CHOICES, PREPROCESS_CHOICES, Fit, Preprocess
 from .outputs import FORMATS, FileFormat, Role, figure_format, formats_with, npz_path, prepare_file
 from .records import LayerRecord, ModelIndex
 from .selectors import LayerPlan, MapSelection, parse_layer_argument, parse_maps, plan_maps, select_layers
 from .serialize import jsonable
 
 __all__ = [
+    "FIT_CHOICES",
     "FORMATS",
     "PREPROCESS_CHOICES",
     "RULES",
     "BNFold",
     "FigureOptions",
     "FileFormat",
+    "Fit",
     "LayerPlan",
     "MapSelection",
     "MontageOptions",
@@ -265,8 +267,10 @@ def write_montage(index: ModelIndex, layer: LayerRecord, out: Path, options: Mon
 
 def open_run(model: str | os.PathLike[str], source: str, *, preprocess: str | Preprocess = Preprocess.AUTO,
              mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-             unsafe: bool = False) -> tuple[ModelIndex, Any, Any]:
-    """(index, runnable Keras model, input batch) for a forward pass; the caller closes the index."""
+             unsafe: bool = False, fit: str | Fit = Fit.STRETCH) -> tuple[ModelIndex, Any, Any]:
+    """(index, runnable Keras model, input batch) for a forward pass; the caller closes the index.
+
+    ``preprocess`` / ``fit`` as in :func:`inspector.inputs.load_input`."""
     from .inputs import input_spec_from_model, load_input
     from .loader import open_model
     from .runtime import load_runnable
@@ -274,7 +278,8 @@ def open_run(model: str | os.PathLike[str], source: str, *, preprocess: str | Pr
     index = open_model(model)
     try:
         runnable = load_runnable(index, safe_mode=not unsafe)
-        x = load_input(source, input_spec_from_model(runnable), preprocess=str(preprocess), mean=mean, std=std)
+        x = load_input(source, input_spec_from_model(runnable), preprocess=str(preprocess), mean=mean, std=std,
+                       fit=str(fit))
     except BaseException:
         index.close()
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["add_run_arguments", "int_at_least", "manifest_formats", "positive_int"]
+__all__ = ["add_run_arguments", "choice_of", "int_at_least", "manifest_formats", "positive_int"]
 
 
 def int_at_least(minimum: int, what: str = "an integer") -> Callable[[str], int]:
@@ -25,6 +25,18 @@ def int_at_least(minimum: int, what: str = "an integer") -> Callable[[str], int]
         return value
 
     parse.__name__ = f"int>={minimum}"  # argparse names the type in some messages
+    return parse
+
+
+def choice_of(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
+    """A string type accepting exactly ``choices``, with a three-part message for anything else
+    (argparse's own ``choices`` says "invalid choice" without naming what is accepted in our words)."""
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}. Received: {text!r}")
+        return text
+
+    parse.__name__ = what
     return parse
 
 
@@ -48,14 +60,22 @@ def manifest_formats(text: str) -> list[str]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """MODEL, INPUT and the input/safety options of the commands that run a forward pass."""
-    from ..inputs import PREPROCESS_CHOICES
+    from ..inputs import FIT_CHOICES, PREPROCESS_CHOICES
 
     parser.add_argument("model", help="a .keras, .h5 model file or a SavedModel directory (needs an architecture)")
     parser.add_argument("input", metavar="INPUT",
                         help="a PNG/JPEG image, a .npy array (with or without batch axis), or 'sample'")
-    parser.add_argument("--preprocess", default="auto", choices=PREPROCESS_CHOICES,
+    parser.add_argument("--preprocess", default="auto", type=choice_of(PREPROCESS_CHOICES, "--preprocess"),
+                        metavar="{" + ",".join(PREPROCESS_CHOICES) + "}",
                         help="scale01: v/255; scale11: v/127.5-1; meanstd: (v-mean)/std; none: as stored; "
-                             "auto (default): scale01 for images and 'sample', none for .npy arrays")
+                             "auto (default): scale01 for images and 'sample', none for .npy arrays; "
+                             "Keras applications' presets (RGB on 0..255): caffe: RGB->BGR minus the ImageNet "
+                             "mean (VGG, ResNet50); torch: v/255 then ImageNet mean/std; tf: v/127.5-1")
+    parser.add_argument("--fit", default="stretch", type=choice_of(FIT_CHOICES, "--fit"),
+                        metavar="{" + ",".join(FIT_CHOICES) + "}",
+                        help="an image whose aspect differs from the model input: stretch (default) resizes "
+                             "each side; crop: centre crop to the model's aspect, then resize; pad: resize to "
+                             "fit inside and centre on black (zeros before preprocessing)")
     parser.add_argument("--mean", type=float, nargs="+", metavar="M", help="per-channel mean for meanstd")
     parser.add_argument("--std", type=float, nargs="+", metavar="S", help="per-channel std for meanstd")
     parser.add_argument("--unsafe", action="store_true",

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     outputs = prepare_outputs(args.output, args.npz)  # before the forward pass, which is the slow part
     index, model, x = open_run(args.model, args.input, preprocess=args.preprocess, mean=args.mean, std=args.std,
-                               unsafe=args.unsafe)
+                               unsafe=args.unsafe, fit=args.fit)
     with index:
         paths = [index.layer(name).path for name in args.layer]  # LayerNotFoundError with close matches
         if outputs.npz is not None and INPUT_KEY in paths:

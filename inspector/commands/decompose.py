@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     RULES["top"](args.top)
     outputs = prepare_outputs(args.output, args.npz)  # before the forward pass, which is the slow part
     index, model, x = open_run(args.model, args.input, preprocess=args.preprocess, mean=args.mean, std=args.std,
-                               unsafe=args.unsafe)
+                               unsafe=args.unsafe, fit=args.fit)
     with index:
         check_sample_index(args.sample_index, len(x))
         dec = decompose(index, model, x, args.layer, args.map, fold_bn=args.fold_bn, sample=args.sample_index)
