@@ -312,3 +312,46 @@ def test_cli_on_bundled_sample_model(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert rc == 0 and "check: max" in out
     assert float(np.load(tmp_path / "d.npz")["max_rel_error"]) < 1e-5
+
+
+# -- dashboard: one forward pass per layer run, preprocessing and fit in the URL -----------------------------
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_dashboard_map_steps_reuse_one_layer_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    import inspector.decompose as decompose_module
+    from inspector.dashboard import MAIN_SCRIPT
+
+    calls: list[str] = []
+    real = decompose_module.prepare_decomposition
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decompose_module, "prepare_decomposition", counting)
+    at = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=120).run()
+    at.radio(key="src_kind").set_value("Path").run()
+    at.text_input(key="src_path").set_value(str(REPO / "sample_models" / "shapes_rgb.keras")).run()
+    at.radio(key="page").set_value("Activations").run()
+    at.selectbox(key="act_pre").set_value("torch").run()
+    at.selectbox(key="act_fit").set_value("pad").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert calls.count("conv1_rgb") <= 3  # one per (preprocessing, fit) shown so far, unless cached
+    calls.clear()
+    for j in (1, 2, 3):
+        at.number_input(key="act_map").set_value(j).run()
+        assert f"conv1_rgb map {j}: contributions, bias, pre-activation, output" in \
+            [c for img in at.image for c in img.captions]
+    assert calls == []  # map steps never run the model again
+    assert at.query_params["pre"] == "torch" and at.query_params["fit"] == "pad"
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Max |Σ − Keras|"]) < 1e-4
+    # A preset that needs RGB on a grayscale model is a one-line error on the page.
+    at.text_input(key="src_path").set_value(str(REPO / "sample_models" / "digits_cnn.keras")).run()
+    at.radio(key="page").set_value("Activations").run()
+    at.selectbox(key="act_pre").set_value("caffe").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "3-channel" in errors[0] and not at.exception

@@ -68,6 +68,7 @@ def _sort_param() -> Param:
 def _params() -> dict[str, tuple[Param, ...]]:
     from inspector.dashboard import views
     from inspector.dashboard.page_filters import CAPS
+    from inspector.inputs import FIT_CHOICES, PREPROCESS_CHOICES
 
     return {
         "Filters": (
@@ -88,6 +89,8 @@ def _params() -> dict[str, tuple[Param, ...]]:
             Param("layer", "act_layer"),
             Param("map", "act_map", None, int),
             Param("fold", "act_fold_bn", False, _to_bool, _from_bool),
+            Param("pre", "act_pre", "auto", choices=PREPROCESS_CHOICES),
+            Param("fit", "act_fit", "stretch", choices=FIT_CHOICES),
         ),
         "Weights": (
             Param("layer", "w_layer"),
