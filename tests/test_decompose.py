@@ -249,3 +249,88 @@ def test_keras_channels_first_bias_quirk_is_reported_not_hidden() -> None:
     model.layers[-1].set_weights([kernel, np.zeros_like(bias)])
     dec0 = decompose(index, model, x, index.layers[-1].path, 0)
     assert dec0.max_rel_error < REL_TOL
+
+
+# -- capture once, split per map (LayerRun) ----------------------------------------------------------------
+
+_FIELDS = ("contributions", "inputs", "kernels", "preactivation", "reference", "output", "energy", "ranking",
+           "input_channels")
+_SCALARS = ("bias", "max_abs_error", "max_rel_error", "activation_error", "activation", "notes", "bn_folded",
+            "map_index", "sample_index", "layer_path", "class_name", "kind")
+
+
+def _assert_same(a: Any, b: Any, where: object) -> None:
+    for name in _FIELDS:
+        u, v = getattr(a, name), getattr(b, name)
+        assert u.shape == v.shape and u.dtype == v.dtype and np.array_equal(u, v), (where, name)
+    for name in _SCALARS:
+        assert getattr(a, name) == getattr(b, name), (where, name)
+
+
+def test_layer_run_maps_equal_decompose(row: tuple[str, Callable[[], Any], tuple[int, ...]]) -> None:
+    """Every map of one prepared run equals a fresh decompose() of that map, bit for bit."""
+    from inspector.decompose import decompose, prepare_decomposition
+    from inspector.filters import output_map_count
+    from inspector.loader import open_model
+
+    rid, builder, shape = row
+    model = one_layer_model(builder, shape)
+    index = open_model(model)
+    record = next(r for r in index.layers if r.has_filters)
+    x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
+    run = prepare_decomposition(index, model, x, record.path, sample=1)
+    assert run.n_maps == output_map_count(record) and not run.inputs_cf.flags.writeable
+    for j in range(run.n_maps):
+        dec = run.decompose(j)
+        _assert_same(dec, decompose(index, model, x, record.path, j, sample=1), (rid, j))
+        assert dec.max_rel_error < REL_TOL, (rid, j)
+
+
+def test_layer_run_with_fold_bn_equals_decompose() -> None:
+    import keras
+
+    from inspector.decompose import decompose, prepare_decomposition
+    from inspector.loader import open_model
+
+    inp = keras.Input((7, 7, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU(name="relu")(h)
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(h)
+    out = keras.layers.BatchNormalization(name="bn2")(h)  # no activation after it
+    model = keras.Model(inp, out)
+    randomize(model, 5)
+    index = open_model(model)
+    x = np.random.default_rng(2).standard_normal((2, 7, 7, 3)).astype("float32")
+    for path, n_maps in (("conv", 4), ("dw", 8)):
+        for fold in (True, False):
+            run = prepare_decomposition(index, model, x, path, fold_bn=fold, sample=1)
+            for j in range(n_maps):
+                dec = run.decompose(j)
+                _assert_same(dec, decompose(index, model, x, path, j, fold_bn=fold, sample=1), (path, fold, j))
+                assert dec.bn_folded is fold and dec.max_rel_error < REL_TOL
+    assert any("relu" in n for n in prepare_decomposition(index, model, x, "conv", fold_bn=True).notes)
+
+
+def test_layer_run_bad_requests() -> None:
+    import keras
+
+    from inspector.decompose import prepare_decomposition
+    from inspector.errors import NotAFilterLayerError, SelectionError
+    from inspector.loader import open_model
+
+    inp = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(3, 3, name="conv")(inp)
+    model = keras.Model(inp, keras.layers.MaxPooling2D(name="pool")(h))
+    index = open_model(model)
+    x = np.zeros((1, 6, 6, 2), "float32")
+    with pytest.raises(NotAFilterLayerError):
+        prepare_decomposition(index, model, x, "pool")
+    with pytest.raises(SelectionError, match="Received"):
+        prepare_decomposition(index, model, x, "conv", fold_bn=True)
+    with pytest.raises(SelectionError, match="Received: 1"):
+        prepare_decomposition(index, model, x, "conv", sample=1)
+    run = prepare_decomposition(index, model, x, "conv")
+    with pytest.raises(SelectionError) as info:
+        run.decompose(3)
+    assert "0-2" in str(info.value) and "\n" not in str(info.value)
