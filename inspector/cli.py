@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("inspector.commands.export", "batch-export filter images and arrays to a folder"),
     "activations": ("inspector.commands.activations", "a layer's activation maps for one input"),
     "decompose": ("inspector.commands.decompose", "split one output map into per-input-channel contributions"),
+    "visualize": ("inspector.commands.visualize", "feature visualization: the input a map responds to most"),
     "stats": ("inspector.commands.stats", "weight statistics and filter health"),
     "app": ("inspector.commands.app", "open the Streamlit dashboard"),
 }

@@ -64,6 +64,7 @@ __all__ = [
     "Visualization",
     "bundled_reference_files",
     "input_range",
+    "layer_map_count",
     "load_npz",
     "load_references",
     "map_scores",
@@ -379,6 +380,12 @@ def _plan_layer(model: Any, path: str, plan: _InputPlan) -> _LayerPlan:
     n_maps = int(shape[0] if cf else shape[-1])
     spatial = tuple(int(d) for d in (shape[1:] if cf else shape[:-1]))
     return _LayerPlan(path, n_maps, spatial, cf)
+
+
+def layer_map_count(model: Any, layer: str) -> int:
+    """How many maps (channels / units) the layer has; a one-line error for layers without maps."""
+    path = _resolve_path(model, layer)
+    return _plan_layer(model, path, _plan_input(model, None, "scale01", None, None)).n_maps
 
 
 # -- the optimization ---------------------------------------------------------------------------------------
