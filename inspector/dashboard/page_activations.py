@@ -14,6 +14,7 @@ import contextlib
 import gc
 import hashlib
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,13 +129,20 @@ def _decompose(run: LayerRun, j: int, top_k: int) -> tuple[object, bytes]:
 #: The next and previous maps' decompositions and figures are made in the background after each run,
 #: so a map step finds its figure done (or under way) instead of starting it.
 PREFETCH = loading.Prefetcher(max_entries=16)
+#: Figures already shown (so in ``cached_decomposition``'s cache): never made again in the background,
+#: where the map just left would otherwise be redrawn after every step, holding the GIL for ~0.5 s.
+_SHOWN: OrderedDict[tuple[object, ...], None] = OrderedDict()
+_SHOWN_MAX = 64  # cached_decomposition's max_entries
 
 
 def _prefetch_decompositions(key: loading.ModelKey, digest: str, preprocess: str, fit: str, layer: str, j: int,
                              count: int, fold_bn: bool, top_k: int, run: LayerRun) -> None:
+    _SHOWN[_run_key(key, digest, preprocess, fit, layer, j, fold_bn, top_k)] = None
+    while len(_SHOWN) > _SHOWN_MAX:
+        _SHOWN.popitem(last=False)
     for n in (j + 1, j - 1):
-        if 0 <= n < count:
-            k = _run_key(key, digest, preprocess, fit, layer, n, fold_bn, top_k)
+        k = _run_key(key, digest, preprocess, fit, layer, n, fold_bn, top_k)
+        if 0 <= n < count and k not in _SHOWN:
             PREFETCH.submit(k, [], lambda n=n, k=k: {k: _decompose(run, n, top_k)})
 
 
