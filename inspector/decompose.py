@@ -143,9 +143,11 @@ def _correlate_padded(xp: np.ndarray, kernels: np.ndarray, strides: tuple[int, .
     result: np.ndarray | None = None
     scratch: np.ndarray | None = None
     for taps in itertools.product(*(range(k) for k in kern.shape[1:])):
-        window = xp[(slice(None), *(slice(q * d, q * d + (o - 1) * s + 1, s)
-                                    for q, d, o, s in zip(taps, dilation, outs, strides, strict=True)))]
-        w = kern[(slice(None), *taps)].reshape((-1,) + (1,) * rank)
+        at: tuple[Any, ...] = (slice(None), *(slice(q * d, q * d + (o - 1) * s + 1, s)
+                                              for q, d, o, s in zip(taps, dilation, outs, strides, strict=True)))
+        tap: tuple[Any, ...] = (slice(None), *taps)
+        window = xp[at]
+        w = kern[tap].reshape((-1,) + (1,) * rank)
         if result is None:
             result = window * w  # 0 + a == a: the same float64 sums as accumulating from zeros
             scratch = np.empty_like(result)
@@ -180,8 +182,10 @@ def _transpose(xs: np.ndarray, kernels: np.ndarray, strides: tuple[int, ...], di
     for taps in itertools.product(*(range(k) for k in kernels.shape[1:])):
         window = tuple(slice(q * d, q * d + (xs.shape[1 + a] - 1) * s + 1, s)
                        for a, (q, d, s) in enumerate(zip(taps, dilation, strides, strict=True)))
-        w = kernels[(slice(None), *taps)].reshape((-1,) + (1,) * rank)
-        buf[(slice(None), *window)] += xs * w
+        tap: tuple[Any, ...] = (slice(None), *taps)
+        at: tuple[Any, ...] = (slice(None), *window)
+        w = kernels[tap].reshape((-1,) + (1,) * rank)
+        buf[at] += xs * w
     crop = tuple(slice(b, b + o) for b, o in zip(befores, out_shape, strict=True))
     return buf[(slice(None), *crop)]
 
@@ -424,7 +428,9 @@ def prepare_decomposition(index: ModelIndex, model: Any, x: np.ndarray, path: st
             full_ref.astype(np.float32))))) if getattr(layer, "activation", None) else full_ref
 
     inputs_cf = np.ascontiguousarray(np.moveaxis(np.asarray(_cl(x_in, cf)[0], dtype=np.float64), -1, 0))
-    padded, outs, ksize = None, (), ()
+    padded: np.ndarray | None = None
+    outs: tuple[int, ...] = ()
+    ksize: tuple[int, ...] = ()
     if record.kind not in (LayerKind.DENSE, LayerKind.TRANSPOSE) and spec is not None \
             and spec.kernel_size is not None and len(spec.kernel_size) == inputs_cf.ndim - 1:
         # Pad the input once for every map: a map step is then only the per-tap multiply-adds.

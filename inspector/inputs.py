@@ -212,7 +212,7 @@ def fit_image(img: Any, height: int | None, width: int | None, fit: str = "stret
         if fit == "stretch":
             size = (width or img.width, height or img.height)
         else:  # one side fixed: scale to it, keeping the aspect ratio
-            scale = height / img.height if height is not None else width / img.width  # type: ignore[operator]
+            scale = height / img.height if height is not None else (width or img.width) / img.width
             size = (width or max(1, round(img.width * scale)), height or max(1, round(img.height * scale)))
         return img if size == img.size else img.resize(size, bilinear)
     if fit == "crop":
@@ -243,16 +243,15 @@ def _read_image(path: Path, spec: InputSpec, fit: str = "stretch") -> np.ndarray
     except ImportError as exc:  # pragma: no cover - pillow is in the [run] extra
         raise missing_dependency("PIL", "run", "reading image inputs") from exc
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as opened:
             channels = spec.channels or 3
             mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
             if mode is None:
                 raise InputDataError(
                     f"an image can feed a model with 1, 3 or 4 input channels, this model has {channels}; "
                     f"give a .npy array instead. Received: {path}")
-            img = img.convert(mode)
             h, w = [*spec.spatial, None, None][:2]
-            img = fit_image(img, h, w, fit)
+            img = fit_image(opened.convert(mode), h, w, fit)
             arr = np.asarray(img, dtype=np.float32)
     except InputDataError:  # our own message (a ValueError) must not be re-wrapped by the clause below
         raise

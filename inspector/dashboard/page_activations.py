@@ -11,6 +11,7 @@ The decomposition's forward pass runs once per (layer, input, preprocessing, fit
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import tempfile
@@ -135,6 +136,10 @@ _SHOWN: OrderedDict[tuple[object, ...], None] = OrderedDict()
 _SHOWN_MAX = 64  # cached_decomposition's max_entries
 
 
+def _prefetched(k: tuple[object, ...], run: LayerRun, j: int, top_k: int) -> dict[tuple[object, ...], object]:
+    return {k: _decompose(run, j, top_k)}
+
+
 def _prefetch_decompositions(key: loading.ModelKey, digest: str, preprocess: str, fit: str, layer: str, j: int,
                              count: int, fold_bn: bool, top_k: int, run: LayerRun) -> None:
     _SHOWN[_run_key(key, digest, preprocess, fit, layer, j, fold_bn, top_k)] = None
@@ -143,7 +148,7 @@ def _prefetch_decompositions(key: loading.ModelKey, digest: str, preprocess: str
     for n in (j + 1, j - 1):
         k = _run_key(key, digest, preprocess, fit, layer, n, fold_bn, top_k)
         if 0 <= n < count and k not in _SHOWN:
-            PREFETCH.submit(k, [], lambda n=n, k=k: {k: _decompose(run, n, top_k)})
+            PREFETCH.submit(k, [], functools.partial(_prefetched, k, run, n, top_k))
 
 
 def input_ui() -> tuple[str, str, bytes | None, str, str, str]:
