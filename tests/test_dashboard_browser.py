@@ -209,14 +209,15 @@ def test_every_page_in_a_real_browser(browser: object) -> None:
         # Weights: histograms and filter health.
         _goto_page(page, "Weights")
         page.get_by_text("Filter health", exact=True).wait_for()
-        expect(page.locator('[data-testid="stImage"] img')).to_have_count(4, timeout=UI_TIMEOUT_MS)
+        expect(page.locator('[data-testid="stImage"] img')).to_have_count(3, timeout=UI_TIMEOUT_MS)
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()  # the clickable heat map
         _shot(page, "4-weights")
 
         # Export: build the zip of conv1 and download it.
         _goto_page(page, "Export")
         page.get_by_role("button", name="Build zip").click()
+        page.get_by_text("8 maps exported", exact=False).wait_for()  # built in the background, polled
         _wait_idle(page)
-        page.get_by_text("8 maps exported", exact=False).wait_for()
         data = _download(page, "Download zip")
         assert data.startswith(b"PK")
         _shot(page, "5-export")
@@ -360,7 +361,8 @@ def _big_model(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import keras
 
     path = tmp_path_factory.mktemp(name) / f"{name}.keras"
-    builder = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16}[name]
+    builder = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16,
+               "mobilenetv2": keras.applications.MobileNetV2}[name]
     builder(weights=None).save(path)  # random weights: nothing is downloaded
     return path
 
@@ -381,3 +383,145 @@ def test_resnet50_overview_graph_and_filters(browser: object, tmp_path_factory: 
             .first.is_disabled()  # conv → BN: folding is offered
         _shot(page, "13-resnet50-filters")
         assert not _errors(page)
+
+
+# -- issue 11: whole-layer montage, clickable heat map, background export -----------------------------------
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Conv2D layers reading 512 channels: ``wide`` (2 maps) and ``wide48`` (48 maps, a long export)."""
+    import keras
+
+    path = tmp_path_factory.mktemp("wide") / "wide512.keras"
+    inp = keras.Input((4, 4, 512))
+    model = keras.Model(inp, [keras.layers.Conv2D(2, 3, name="wide")(inp),
+                              keras.layers.Conv2D(48, 3, name="wide48")(inp)], name="wide512")
+    model.save(path)
+    return path
+
+
+def _channels(text: str) -> set[int]:
+    from inspector.selectors import parse_maps
+
+    return set(parse_maps(text).resolve(1 << 20)) if text else set()
+
+
+def _export_setup(page: object, layer: str, maps: str) -> None:
+    _select(page, "Layer (", layer)
+    box = page.locator('[data-testid="stTextInput"]').filter(has_text="Maps").locator("input")
+    box.fill(maps)
+    box.press("Enter")
+    _wait_idle(page)
+
+
+def test_export_of_a_512_channel_map_covers_every_channel_and_cancel(browser: object, wide_model: Path) -> None:
+    import io
+    import json
+    import zipfile
+
+    with _server(["--", str(wide_model)]) as url:
+        page = _open(browser, f"{url}/?page=export")
+        _export_setup(page, "wide", "0")  # formats: png, npz
+        page.get_by_role("button", name="Build zip").click()
+        page.get_by_text("1 map exported", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        _wait_idle(page)
+        data = _download(page, "Download zip")
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            rows = json.loads(zf.read("manifest.json"))["files"]
+        pngs = [r for r in rows if r["format"] == "png"]
+        assert len(pngs) == 8 and all(r["maps"] == "0" and not r["truncated"] for r in pngs)  # 64 per figure
+        covered: set[int] = set()
+        for r in pngs:
+            covered |= _channels(r["input_channels"])
+        assert covered == set(range(512))
+        npz = next(r for r in rows if r["format"] == "npz")
+        assert _channels(npz["input_channels"]) == set(range(512))
+        _caption(page, "every kernel included")  # the manifest summary (a table below it)
+        expect(page.locator("[data-testid=stDataFrame]")).to_have_count(1)
+        _shot(page, "14-export-512-channels")
+
+        # A long export runs in the background: progress with time left, then Cancel.
+        _export_setup(page, "wide48", "")
+        page.get_by_role("button", name="Build zip").click()
+        page.get_by_text("maps/s", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+        # the app stays usable while it runs: another widget answers
+        _shot(page, "15-export-running")
+        page.get_by_role("button", name="Cancel export").click()
+        page.get_by_text("Export cancelled after", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        _wait_idle(page)
+        assert page.get_by_role("button", name="Download zip").count() == 0
+        _shot(page, "16-export-cancelled")
+        assert not _errors(page)
+
+
+def test_whole_layer_montage_of_an_rgb_first_layer(browser: object) -> None:
+    sample = REPO / "sample_models" / "shapes_rgb.keras"
+    with _server(["--", str(sample)]) as url:
+        page = _open(browser, f"{url}/?page=filters&layer=conv1_rgb&whole=1")
+        _caption(page, "conv1_rgb · whole layer (12 maps) · one colour image per map")
+        img = page.locator('[data-testid="stImage"] img').first
+        img.wait_for()
+        page.wait_for_function("() => { const i = document.querySelector('[data-testid=stImage] img'); "
+                               "return i && i.complete && i.naturalWidth > 0; }")
+        natural, shown = img.evaluate("img => [img.naturalWidth, img.clientWidth]")
+        assert shown > 100 and natural >= 2 * shown - 4, (natural, shown)  # hi-DPI: 2x the pixels shown
+        png = _download(page, "Download montage PNG")
+        assert png.startswith(b"\x89PNG")
+        _shot(page, "17-montage-rgb")
+        # Back to single maps: a map step reruns only the fragment and still moves the URL.
+        page.get_by_text("Whole layer (every map)", exact=True).click()
+        _wait_idle(page)
+        _caption(page, "conv1_rgb · map 0 of 12")
+        page.get_by_role("button", name="next ▶").click()
+        _wait_idle(page)
+        _caption(page, "conv1_rgb · map 1 of 12")
+        assert _query(page)["map"] == "1" and "whole" not in _query(page)
+        assert not _errors(page)
+
+
+def test_heat_map_click_opens_filters_at_that_map(browser: object) -> None:
+    sample = REPO / "sample_models" / "digits_cnn.keras"
+    with _server(["--", str(sample)]) as url:
+        page = _open(browser, f"{url}/?page=weights&layer=conv2")
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        chart.wait_for()
+        page.wait_for_timeout(800)  # vega draws after the element appears
+        _shot(page, "18-weights-heatmap")
+        chart.scroll_into_view_if_needed()  # after the shot: it resizes the window
+        page.wait_for_timeout(500)
+        box = chart.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45)
+        _wait_idle(page)
+        page.wait_for_function("() => location.search.includes('page=filters')", timeout=UI_TIMEOUT_MS)
+        query = _query(page)
+        assert query["page"] == "filters" and query["layer"] == "conv2"
+        _caption(page, f"conv2 · map {query.get('map', '0')} of 16")
+        _shot(page, "19-heatmap-clicked")
+        assert not _errors(page)
+
+
+@pytest.mark.parametrize(("name", "filters", "whole"), [
+    ("resnet50", "conv2_block1_3_conv", "conv1_conv"),
+    ("mobilenetv2", "block_16_project", "block_16_depthwise"),
+])
+def test_every_page_on_a_large_model(browser: object, tmp_path_factory: pytest.TempPathFactory, name: str,
+                                     filters: str, whole: str) -> None:
+    model = _big_model(name, tmp_path_factory)
+    with _server(["--", str(model)]) as url:
+        page = _open(browser, url)
+        page.locator(".st-key-ov_table [data-testid='stDataFrame']").wait_for()
+        _shot(page, f"20-{name}-overview")
+        for query, text, shot in (
+            (f"page=filters&layer={filters}&map=3", f"{filters} · map 3 of", "filters"),
+            (f"page=filters&layer={whole}&whole=1", f"{whole} · whole layer", "montage"),
+            (f"page=filters&layer={filters}&whole=1", f"{filters} · whole layer", "montage-1x1"),
+            (f"page=weights&layer={filters}", "Filter health", "weights"),
+            (f"page=activations&layer={filters}&map=3", f"{filters} map 3: contributions", "activations"),
+            ("page=export", "Build zip", "export"),
+        ):
+            page.goto(f"{url}/?{query}")
+            page.get_by_text(text, exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+            _wait_idle(page)
+            _shot(page, f"20-{name}-{shot}")
+            assert not _errors(page), (query, _errors(page))

@@ -233,7 +233,8 @@ def _result(job: ExportJob) -> None:
     assert job.data is not None and job.manifest is not None
     rows = views.manifest_summary(job.manifest)
     truncated = sum(r["truncated maps"] for r in rows)
-    st.success(f"{job.done} maps exported in {seconds:.1f} s: {len(job.manifest.rows)} files, "
+    maps = f"{job.done} map{'' if job.done == 1 else 's'}"
+    st.success(f"{maps} exported in {seconds:.1f} s: {len(job.manifest.rows)} files, "
                f"{len(job.data) / 1e6:.2f} MB" + (f"; {truncated} maps truncated by the cap" if truncated else
                                                  "; every kernel included"))
     st.download_button("Download zip", job.data, job.name, "application/zip", key="exp_download", on_click="ignore")

@@ -26,7 +26,7 @@ from inspector.dashboard import loading, urlstate, views
 from inspector.filters import output_map_count
 from inspector.records import ModelIndex
 
-__all__ = ["CAPS", "SORTS", "filters_page", "fold_bn_ui", "layer_choice_ui", "map_choice_ui"]
+__all__ = ["CAPS", "SORTS", "filters_page", "fold_bn_ui", "layer_choice_ui", "map_choice_ui", "show_picture"]
 
 SORTS = {"input-channel order": None, "strongest first (L2 norm)": "norm"}
 CAPS = (16, 32, 64, 128, 256)
@@ -144,6 +144,13 @@ def cached_consumers(key: loading.ModelKey, layer: str, j: int, stage: str | Non
                      ) -> tuple[list[views.ConsumerRow], list[tuple[str, str]]]:
     return PREFETCH.take(("consumers", key, layer, j, stage),
                          lambda: views.consumer_rows(loading.load_index(*key), layer, j, stage=stage))
+
+
+def show_picture(pic: views.Picture, caption: str) -> None:
+    """A hi-DPI figure at its screen size: a container of the picture's CSS width holds the image
+    stretched to it (``st.image(width=int)`` would shrink the PNG itself), at most the column's width."""
+    with st.container(width=pic.width):
+        st.image(pic.png, caption=caption, width="stretch")
 
 
 def layer_choice_ui(index: ModelIndex, prefix: str = "flt") -> str | None:
@@ -303,7 +310,7 @@ def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: D
             f"{view.n_shown} of {fs.n_inputs} kernels shown (input channels "
             f"{', '.join(str(int(c)) for c in fs.input_channels[view.shown][:8])}"
             f"{', …' if view.n_shown > 8 else ''})")
-        st.image(view.png, caption=f"{layer} · map {j} of {view.n_maps} · {shown}", width=view.width or "content")
+        show_picture(views.Picture(view.png, view.width), f"{layer} · map {j} of {view.n_maps} · {shown}")
         for note in view.notes:
             st.caption(note)
         stats = st.columns(4)
@@ -331,9 +338,8 @@ def _montage(key: loading.ModelKey, layer: str, stage: str | None, fold_bn: bool
             page = int(st.number_input(f"Montage page (1–{info.pages})", 1, info.pages, step=1,
                                        key="flt_mpage")) - 1
         pic = cached_montage(key, layer, page, stage, fold_bn, norm, cmap)
-        st.image(pic.png, width=pic.width,
-                 caption=f"{layer} · whole layer ({info.n_maps} maps) · {info.description}"
-                         + (f" · page {page + 1} of {info.pages}" if info.pages > 1 else ""))
+        show_picture(pic, f"{layer} · whole layer ({info.n_maps} maps) · {info.description}"
+                          + (f" · page {page + 1} of {info.pages}" if info.pages > 1 else ""))
         stem = f"{layer.replace('/', '_')}_layer" + (f"_p{page + 1}" if info.pages > 1 else "")
         cols = st.columns(2)
         cols[0].download_button(
@@ -392,8 +398,7 @@ def _consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap
         for row in rows:
             pic = cached_consumer_png(key, layer, j, stage, row.consumer, cap, cmap)
             if pic is not None:
-                st.image(pic.png, width=pic.width,
-                         caption=f"{row.consumer}: the kernels through which map {j} reaches its output maps")
+                show_picture(pic, f"{row.consumer}: the kernels through which map {j} reaches its output maps")
     else:
         st.caption("No later layer with kernels reads this map exactly.")
     for where, why in stops:

@@ -134,8 +134,7 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.markdown(f"**Filter health** — {health.n_maps} maps, {len(health.dead)} dead, "
                 f"{health.duplicate_pair_count} near-duplicate pairs"
                 + (f", BN `{health.bn_layer}` folded into the norms" if health.bn_scale is not None else ""))
-    st.image(figs["map_norms"].png, width=figs["map_norms"].width,
-             caption="Kernel L2 norm per output map (dead maps in red)")
+    page_filters.show_picture(figs["map_norms"], "Kernel L2 norm per output map (dead maps in red)")
     partners = health.duplicate_partners()
     dead_set = {int(d) for d in health.dead}
     table = pd.DataFrame({

@@ -101,9 +101,16 @@ class Picture:
     width: int
 
 
+#: Streamlit shrinks (re-encodes) images wider than this many pixels on every run: stay below it.
+MAX_IMAGE_PX = 1460
+
+
 def figure_picture(fig: Figure) -> Picture:
-    """PNG at :data:`DPI`, shown :data:`SCREEN_DPI` pixels per inch wide."""
-    return Picture(figure_bytes(fig, dpi=DPI), max(1, round(fig.get_figwidth() * SCREEN_DPI)))
+    """PNG at :data:`DPI` (less for figures so wide that it would pass :data:`MAX_IMAGE_PX`), shown
+    :data:`SCREEN_DPI` pixels per inch wide."""
+    inches = max(fig.get_figwidth(), 0.1)
+    dpi = max(SCREEN_DPI, min(DPI, int(MAX_IMAGE_PX / inches)))
+    return Picture(figure_bytes(fig, dpi=dpi), max(1, round(inches * SCREEN_DPI)))
 
 
 # -- overview --------------------------------------------------------------------------------------------
