@@ -15,6 +15,8 @@ depthwise kernels, a C_in x C_out matrix for 1x1 kernels), paged, with PNG/PDF d
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import asdict
 from functools import partial
 
@@ -36,8 +38,29 @@ CAPS = (16, 32, 64, 128, 256)
 def cached_filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
                        sort: str | None, norm: str, cmap: str, cap: int, offset: int,
                        rgb: bool) -> views.FilterView:
-    return PREFETCH.take(("view", key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb),
-                         lambda: _filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb))
+    view_key = ("view", key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+    _remember(view_key)
+    return PREFETCH.take(view_key, lambda: _filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap,
+                                                        offset, rgb))
+
+
+#: Views already made for st.cache_data (most recent last): the map just left is not prepared again in
+#: the background, so back-to-back "next" clicks wait only for the next map, never behind the previous one.
+_MADE: OrderedDict[tuple[object, ...], None] = OrderedDict()
+_MADE_LOCK = threading.Lock()
+
+
+def _remember(view_key: tuple[object, ...]) -> None:
+    with _MADE_LOCK:
+        _MADE[view_key] = None
+        _MADE.move_to_end(view_key)
+        while len(_MADE) > 400:  # a little under cached_filter_view's max_entries
+            _MADE.popitem(last=False)
+
+
+def _made(view_key: tuple[object, ...]) -> bool:
+    with _MADE_LOCK:
+        return view_key in _MADE
 
 
 def _filter_view(key: loading.ModelKey, layer: str, j: int, stage: str | None, fold_bn: bool,
@@ -59,7 +82,7 @@ def _prefetch_neighbours(key: loading.ModelKey, layer: str, j: int, count: int, 
     layer_range = cached_layer_range(key, layer, fold_bn, stage) if norm == "layer" else None
     index = loading.load_index(*key)  # here: the worker thread has no Streamlit script context
     for n in (j + 1, j - 1):
-        if not 0 <= n < count:
+        if not 0 <= n < count or _made(("view", key, layer, n, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)):
             continue
 
         def work(n: int = n) -> dict[tuple[object, ...], object]:
@@ -75,6 +98,7 @@ def _prefetch_neighbours(key: loading.ModelKey, layer: str, j: int, count: int, 
                     None if fig is None else views.figure_picture(fig)
             return out
 
+        _remember(("consumer pictures", key, layer, n, stage, cap, cmap))
         PREFETCH.submit(("view", key, layer, n, stage, fold_bn, sort, norm, cmap, cap, offset, rgb),
                         [("consumers", key, layer, n, stage)], work)
 
@@ -106,10 +130,37 @@ def cached_npz(key: loading.ModelKey, layer: str, j: int, stage: str | None, fol
 def cached_consumer_png(key: loading.ModelKey, layer: str, j: int, stage: str | None, consumer: str,
                         cap: int, cmap: str) -> views.Picture | None:
     def make() -> views.Picture | None:
-        fig = views.consumer_figure(loading.load_index(*key), layer, j, consumer, stage=stage, cap=cap, cmap=cmap)
-        return None if fig is None else views.figure_picture(fig)
+        return PREFETCH.take(png_key, lambda: _consumer_picture(loading.load_index(*key), layer, j, stage, consumer,
+                                                                cap, cmap))
 
-    return PREFETCH.take(("png", key, layer, j, stage, consumer, cap, cmap), make)
+    png_key = ("png", key, layer, j, stage, consumer, cap, cmap)
+    _remember(png_key)
+    return ALONGSIDE.take(png_key, make)
+
+
+def _consumer_picture(index: ModelIndex, layer: str, j: int, stage: str | None, consumer: str, cap: int,
+                      cmap: str) -> views.Picture | None:
+    fig = views.consumer_figure(index, layer, j, consumer, stage=stage, cap=cap, cmap=cmap)
+    return None if fig is None else views.figure_picture(fig)
+
+
+#: The consumer grids of the view being drawn are made in this thread while the script draws the map's
+#: own grid (an option change, e.g. the colour map, needs both): the two figures are drawn side by side.
+ALONGSIDE = loading.Prefetcher()
+
+
+def _start_consumer_pictures(index: ModelIndex, key: loading.ModelKey, layer: str, j: int, stage: str | None,
+                             cap: int, cmap: str) -> None:
+    group = ("consumer pictures", key, layer, j, stage, cap, cmap)
+    if _made(group):  # made (or being made) by the neighbour prefetch, or drawn before
+        return
+    _remember(group)
+    rows, _ = cached_consumers(key, layer, j, stage)
+    for row in rows:
+        png_key = ("png", key, layer, j, stage, row.consumer, cap, cmap)
+        if not _made(png_key):
+            ALONGSIDE.submit(png_key, [], lambda c=row.consumer, k=png_key: {
+                k: _consumer_picture(index, layer, j, stage, c, cap, cmap)})
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -304,6 +355,7 @@ def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: D
             page = st.number_input(f"Grid page (1–{pages}, {per_page} kernels each)", 1, pages, step=1,
                                    key="flt_page")
             offset = (int(page) - 1) * per_page
+        _start_consumer_pictures(index, key, layer, j, stage, cap, cmap)
         view = cached_filter_view(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
         fs = view.filters
         shown = "RGB filter of 3 input channels" if view.rgb else (
