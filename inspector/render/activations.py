@@ -153,12 +153,36 @@ def decomposition_figure(dec: Decomposition, *, top: int = 6, cmap: str = "virid
     columns: input map (own scale and colour bar) · kernel · contribution (kernels on one symmetric
     scale, contributions on another, each with one colour bar, so their sizes compare). The last
     row: Σ of all contributions, + bias → pre-activation (one scale) → activation.
+
+    The panels are placed by hand (a fixed grid in inches) rather than by constrained layout: with
+    ~30 axes and their colour bars the layout solver alone took longer than drawing (the dashboard
+    redraws this figure at every map step).
     """
     order = dec.ranking[: max(1, min(top, dec.n_inputs))]
     n_rows = len(order) + 1
-    width = 4 * panel + 2.2  # room for the colour bars
-    fig = Figure(figsize=(width, n_rows * panel + 1.0), layout="constrained", dpi=DEFAULT_DPI)
-    axes = fig.subplots(n_rows, 4, squeeze=False)
+    lines = any(np.asarray(a).ndim == 1 for a in (dec.inputs[0], dec.contributions[0]))
+    gap = 0.6 if lines else 0.3  # left of each panel: room for a line plot's tick labels
+    bar_w, bar_room = 0.1, 0.75  # a colour bar and the room its tick labels need
+    title_h, row_gap = 0.25, 0.12
+    cols = [gap + c * (gap + panel + bar_room) for c in range(4)]
+    width = cols[3] + panel + bar_room
+    head_h = 0.55
+    height = head_h + n_rows * (panel + title_h + row_gap) + 0.1
+    fig = Figure(figsize=(width, height), dpi=DEFAULT_DPI)
+
+    def box(row: int, col: int) -> Axes:
+        y = height - head_h - (row + 1) * (panel + title_h + row_gap) + row_gap
+        return fig.add_axes((cols[col] / width, y / height, panel / width, panel / height))
+
+    def bar(image: object | None, col: int, rows: tuple[int, int], label: str | None = None) -> None:
+        if image is None:
+            return
+        top_y = height - head_h - rows[0] * (panel + title_h + row_gap) - title_h
+        bottom_y = height - head_h - (rows[1] + 1) * (panel + title_h + row_gap) + row_gap
+        cax = fig.add_axes(((cols[col] + panel + 0.08) / width, bottom_y / height, bar_w / width,
+                            (top_y - bottom_y) / height))
+        _bar(fig, image, cax, label=label, cax=True)
+
     c_lim = _sym([dec.contributions[i] for i in order])
     k_lim = _sym([dec.kernels[i] for i in order])
     total_energy = float(dec.energy.sum()) or 1.0
@@ -166,47 +190,51 @@ def decomposition_figure(dec: Decomposition, *, top: int = 6, cmap: str = "virid
     for r, pos in enumerate(order):
         ch = int(dec.input_channels[pos])
         share = 100.0 * float(dec.energy[pos]) / total_energy
-        img = _draw(axes[r, 0], dec.inputs[pos], vmin=None, vmax=None, cmap=cmap, title=f"input map {ch}")
-        _bar(fig, img, axes[r, 0])
+        img = _draw(box(r, 0), dec.inputs[pos], vmin=None, vmax=None, cmap=cmap, title=f"input map {ch}")
+        bar(img, 0, (r, r))
+        kernel_ax = box(r, 1)
         if dec.kernels[pos].ndim == 0:  # Dense: the weight is a scalar
-            axes[r, 1].set_axis_off()
-            axes[r, 1].text(0.5, 0.5, f"weight\n{float(dec.kernels[pos]):.4g}", ha="center", va="center",
-                            fontsize=8, transform=axes[r, 1].transAxes)
+            kernel_ax.set_axis_off()
+            kernel_ax.text(0.5, 0.5, f"weight\n{float(dec.kernels[pos]):.4g}", ha="center", va="center",
+                           fontsize=8, transform=kernel_ax.transAxes)
         else:
-            kernel_img = _draw(axes[r, 1], dec.kernels[pos], vmin=-k_lim, vmax=k_lim, cmap=_DIVERGING,
+            kernel_img = _draw(kernel_ax, dec.kernels[pos], vmin=-k_lim, vmax=k_lim, cmap=_DIVERGING,
                                title=f"kernel [{ch}→{dec.map_index}]") or kernel_img
-        contrib_img = _draw(axes[r, 2], dec.contributions[pos], vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
+        contrib_img = _draw(box(r, 2), dec.contributions[pos], vmin=-c_lim, vmax=c_lim, cmap=_DIVERGING,
                             title=f"contribution ({share:.1f}% energy)") or contrib_img
-        axes[r, 3].set_axis_off()
-    if kernel_img is not None:
-        _bar(fig, kernel_img, axes[: len(order), 1], label="kernel weight")
-    if contrib_img is not None:
-        _bar(fig, contrib_img, axes[: len(order), 2], label="contribution")
+    bar(kernel_img, 1, (0, len(order) - 1), label="kernel weight")
+    bar(contrib_img, 2, (0, len(order) - 1), label="contribution")
     last = n_rows - 1
     p_lim = _sym([dec.preactivation, dec.contributions.sum(0)])
-    _draw(axes[last, 0], dec.contributions.sum(0), vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING,
+    _draw(box(last, 0), dec.contributions.sum(0), vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING,
           title=f"Σ all {dec.n_inputs} contributions")
-    axes[last, 1].set_axis_off()
-    axes[last, 1].text(0.5, 0.5, f"+ bias\n{dec.bias:.4g}", ha="center", va="center", fontsize=9,
-                       transform=axes[last, 1].transAxes)
-    pre = _draw(axes[last, 2], dec.preactivation, vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING, title="pre-activation")
-    _bar(fig, pre, [axes[last, 0], axes[last, 2]])
-    _bar(fig, _draw(axes[last, 3], dec.output, vmin=None, vmax=None, cmap=cmap, title=f"output ({dec.activation})"),
-         axes[last, 3])
+    bias_ax = box(last, 1)
+    bias_ax.set_axis_off()
+    bias_ax.text(0.5, 0.5, f"+ bias\n{dec.bias:.4g}", ha="center", va="center", fontsize=9,
+                 transform=bias_ax.transAxes)
+    pre = _draw(box(last, 2), dec.preactivation, vmin=-p_lim, vmax=p_lim, cmap=_DIVERGING, title="pre-activation")
+    bar(pre, 2, (last, last))
+    bar(_draw(box(last, 3), dec.output, vmin=None, vmax=None, cmap=cmap, title=f"output ({dec.activation})"),
+        3, (last, last))
     rest = dec.n_inputs - len(order)
     head = (f"{dec.layer_path} map {dec.map_index}: "
             f"{'top ' + str(len(order)) + ' of ' if rest else ''}{dec.n_inputs} input channels"
             f"{' (BN folded)' if dec.bn_folded else ''}; max |Σ+b − Keras| = {dec.max_abs_error:.2g}"
             f" (rel {dec.max_rel_error:.1e})")
-    fig.suptitle(wrap_to_width(head, width - 0.4, 9), fontsize=9)
+    fig.suptitle(wrap_to_width(head, width - 0.4, 9), fontsize=9, y=1 - 0.08 / height, va="top")
     return fig
 
 
-def _bar(fig: Figure, image: object | None, ax: Axes | Sequence[Axes] | np.ndarray, label: str | None = None) -> None:
-    """A slim colour bar beside ``ax`` (or spanning several axes) for ``image`` (None: a line plot)."""
+def _bar(fig: Figure, image: object | None, ax: Axes | Sequence[Axes] | np.ndarray, label: str | None = None,
+         *, cax: bool = False) -> None:
+    """A slim colour bar beside ``ax`` (or spanning several axes) for ``image`` (None: a line plot);
+    ``cax=True``: ``ax`` is the bar's own axes, placed by the caller."""
     if image is None:
         return
-    bar = fig.colorbar(image, ax=ax, shrink=0.85, aspect=20 if isinstance(ax, Axes) else 40, pad=0.02)  # type: ignore[arg-type]
+    if cax:
+        bar = fig.colorbar(image, cax=ax)  # type: ignore[arg-type]
+    else:
+        bar = fig.colorbar(image, ax=ax, shrink=0.85, aspect=20 if isinstance(ax, Axes) else 40, pad=0.02)  # type: ignore[arg-type]
     # Three ticks with short labels (no offset text): narrow bars beside small panels stay legible.
     lo, hi = bar.mappable.get_clim()
     bar.set_ticks([lo, (lo + hi) / 2, hi], labels=[format_number(v) for v in (lo, (lo + hi) / 2, hi)])
