@@ -363,7 +363,7 @@ def test_export_takes_exact_layer_paths(odd_names_model: Path, tmp_path: Path) -
         for name in ("conv[1]", "a,b"):
             manifest = export_batch(index, tmp_path / "e", layers=[name], maps="0", formats="npz")
             assert {r.layer for r in manifest.rows} == {name}
-        data, count = build_zip(index, ["conv[1]"], "0", ["npz"])
+        data, count, _ = build_zip(index, ["conv[1]"], "0", ["npz"])
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             assert "conv_1.npz" in zf.namelist() and "conv1.npz" not in zf.namelist() and count == 1
     # The CLI takes an exact name first, too.
