@@ -104,6 +104,21 @@ def test_no_command_imports_another_command() -> None:
                 assert node.module is None or node.module.split(".")[0] not in commands, (path.name, node.module)
 
 
+def test_no_dashboard_page_imports_another_page() -> None:
+    """Widgets shared by pages live in ``dashboard/widgets.py``; view data in ``dashboard/views.py``."""
+    folder = REPO / "inspector" / "dashboard"
+    pages = {p.stem for p in folder.glob("page_*.py")}
+    assert pages, "no pages found"
+    for path in folder.glob("page_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                names = [(node.module or "").rsplit(".", 1)[-1], *(a.name for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name.rsplit(".", 1)[-1] for a in node.names]
+            assert not set(names) & (pages - {path.stem}), (path.name, names)
+
+
 def test_inputs_uses_no_private_helper_of_activations() -> None:
     tree = ast.parse((REPO / "inspector" / "inputs.py").read_text())
     for node in ast.walk(tree):

@@ -299,7 +299,8 @@ class Prefetcher:
         with self._lock:
             if first in self._futures:
                 return
-            futures = {k: Future() for k in [first, *others] if k not in self._futures}
+            futures: dict[tuple[object, ...], Future[object]] = {
+                k: Future() for k in [first, *others] if k not in self._futures}
             self._futures.update(futures)
             while len(self._futures) > self._max:
                 self._futures.popitem(last=False)
@@ -313,10 +314,8 @@ class Prefetcher:
                 return
             with self._lock:
                 for k, v in values.items():
-                    fut = futures.get(k)
-                    if fut is None:
-                        fut = Future()
-                        self._futures[k] = fut
+                    fut = futures.get(k) or Future()
+                    self._futures.setdefault(k, fut)
                     fut.set_result(v)
             for fut in futures.values():
                 if not fut.done():

@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from inspector.dashboard import loading, views
-from inspector.dashboard.page_filters import fold_bn_ui, map_choice_ui
+from inspector.dashboard.widgets import fold_bn_ui, map_choice_ui, show_picture
 from inspector.errors import InspectorError
 from inspector.inputs import FIT_CHOICES, PREPROCESS_CHOICES, input_spec_from_model, load_input
 from inspector.records import FILTER_KINDS, LayerKind, ModelIndex
@@ -78,8 +78,8 @@ def cached_activation(key: loading.ModelKey, digest: str, preprocess: str, layer
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_activation_png(key: loading.ModelKey, digest: str, preprocess: str, layer: str, cap: int,
-                          offset: int, cmap: str, shared: bool, _act: np.ndarray) -> bytes:
-    return views.figure_bytes(views.activation_figure(_act, layer, cap=cap, offset=offset, cmap=cmap,
+                          offset: int, cmap: str, shared: bool, _act: np.ndarray) -> views.Picture:
+    return views.figure_picture(views.activation_figure(_act, layer, cap=cap, offset=offset, cmap=cmap,
                                                       shared_scale=shared))
 
 
@@ -101,7 +101,7 @@ def _run_key(key: loading.ModelKey, digest: str, preprocess: str, fit: str, laye
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_decomposition(key: loading.ModelKey, digest: str, preprocess: str, fit: str, layer: str, j: int,
-                         fold_bn: bool, top_k: int, _run: LayerRun) -> tuple[object, bytes]:
+                         fold_bn: bool, top_k: int, _run: LayerRun) -> tuple[object, views.Picture]:
     return PREFETCH.take(_run_key(key, digest, preprocess, fit, layer, j, fold_bn, top_k),
                          lambda: _decompose(_run, j, top_k))
 
@@ -121,10 +121,10 @@ def _collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _decompose(run: LayerRun, j: int, top_k: int) -> tuple[object, bytes]:
+def _decompose(run: LayerRun, j: int, top_k: int) -> tuple[object, views.Picture]:
     dec = run.decompose(j)  # numpy only: the forward pass is in the LayerRun
     with _collection_paused():
-        return dec, views.figure_bytes(views.decomposition_figure(dec, top_k))  # shared renderer
+        return dec, views.figure_picture(views.decomposition_figure(dec, top_k))  # shared renderer
 
 
 #: The next and previous maps' decompositions and figures are made in the background after each run,
@@ -225,7 +225,7 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
             offset = (int(page) - 1) * cap
     with right:
         png = cached_activation_png(key, digest, f"{pre}/{fit}", layer, cap, offset, cmap, shared, act)
-        st.image(png, caption=f"{layer} output {tuple(act.shape)}")
+        show_picture(png, f"{layer} output {tuple(act.shape)}")
     record = index.layer(layer)
     if record.kind not in FILTER_KINDS or record.kernel is None:
         st.caption("Pick a layer with kernels (conv, dense, ...) to split a map into input-channel contributions.")
@@ -246,7 +246,7 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
     except InspectorError as exc:
         st.error(str(exc))
         return
-    st.image(dec_png, caption=f"{layer} map {j}: contributions, bias, pre-activation, output")
+    show_picture(dec_png, f"{layer} map {j}: contributions, bias, pre-activation, output")
     m = st.columns(4)
     m[0].metric("Bias", f"{dec.bias:.4g}")  # type: ignore[attr-defined]
     m[1].metric("Max |Σ − Keras|", f"{dec.max_abs_error:.2e}")  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from inspector.dashboard import loading, views
-from inspector.dashboard.page_filters import layer_choice_ui
+from inspector.dashboard.widgets import layer_choice_ui
 from inspector.errors import InspectorError
 from inspector.export import ExportFormat, Manifest, export_batch
 from inspector.filters import output_map_count

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading, page_filters, urlstate, views
-from inspector.dashboard.page_filters import fold_bn_ui
+from inspector.dashboard import loading, urlstate, views
+from inspector.dashboard.widgets import SORTS, fold_bn_ui, show_picture
 from inspector.records import ModelIndex
 from inspector.stats import LayerStats, layer_stats
 
@@ -76,7 +76,7 @@ def _open_cell(key: loading.ModelKey, layer: str) -> None:
         return
     channel, j = int(cells[0]["channel"]), int(cells[0]["map"])
     cap = int(st.session_state.get("flt_cap", views.DEFAULT_CAP))
-    sorted_by_norm = page_filters.SORTS.get(str(st.session_state.get("flt_sort")), None) is not None
+    sorted_by_norm = SORTS.get(str(st.session_state.get("flt_sort")), None) is not None
     page = 1 if sorted_by_norm else views.grid_page_of(loading.load_index(*key), layer, j, channel, cap=cap)
     urlstate.open_view("Filters", flt_layer=layer, flt_map=j, flt_page=page, flt_whole=False)
 
@@ -134,7 +134,7 @@ def weights_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.markdown(f"**Filter health** — {health.n_maps} maps, {len(health.dead)} dead, "
                 f"{health.duplicate_pair_count} near-duplicate pairs"
                 + (f", BN `{health.bn_layer}` folded into the norms" if health.bn_scale is not None else ""))
-    page_filters.show_picture(figs["map_norms"], "Kernel L2 norm per output map (dead maps in red)")
+    show_picture(figs["map_norms"], "Kernel L2 norm per output map (dead maps in red)")
     partners = health.duplicate_partners()
     dead_set = {int(d) for d in health.dead}
     table = pd.DataFrame({
