@@ -96,6 +96,9 @@ def _server(model: Path) -> Iterator[str]:
         os.unlink(log.name)
 
 
+EXPORT_MAPS = 16
+
+
 def _timed(page: object, action: Callable[[], object], text: str) -> float:
     """Milliseconds from ``action`` until ``text`` is visible and the script run has finished."""
     start = time.perf_counter()
@@ -176,6 +179,22 @@ def run(model: Path, repeat: int) -> list[tuple[str, list[float], float | None]]
             page.wait_for_timeout(THINK_MS * 3)
             paused.append(_timed(page, dnext.click, f"{LAYER} map {j}: contributions"))
         rows.append((f"decomposition map step, {THINK_MS * 3} ms between clicks", paused, 700.0))
+
+        # Export rate: 16 maps of block5_conv3 (512 kernels each: 8 figure pages per map) as PNG + NPZ.
+        page.goto(f"{url}/?page=export")
+        page.get_by_text("Build zip", exact=False).first.wait_for(timeout=TIMEOUT_MS)
+        _settle(page)
+        box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer (").first
+        box.click()
+        page.get_by_role("option", name=LAYER, exact=True).click()
+        _settle(page)
+        maps = page.locator('[data-testid="stTextInput"]').filter(has_text="Maps").locator("input")
+        maps.fill(f"0-{EXPORT_MAPS - 1}")
+        maps.press("Enter")
+        _settle(page)
+        took = _timed(page, page.get_by_role("button", name="Build zip").click, f"{EXPORT_MAPS} maps exported")
+        rows.append((f"export of {EXPORT_MAPS} maps (ms per map; {EXPORT_MAPS * 1000 / took:.2f} maps/s)",
+                     [took / EXPORT_MAPS], None))
         browser.close()
     return rows
 
