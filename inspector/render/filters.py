@@ -191,11 +191,18 @@ def plot_filterset(fs: FilterSet, *, fig: Figure | None = None, scale: str = Sca
     if rank == 3:
         return _plot_volumes(kernels, labels, sublabels, shared, title, fig=fig, cmap=cmap, dpi=dpi, extend=extend)
     tiles = kernels if shared is not None else _per_tile(kernels)
+    pointwise = kernels.shape[1:] == (1, 1) and len(kernels) > 4
+    if pointwise:
+        # 1x1 kernels are one weight each: small tiles 16 to a row (the norm is |w|, no second label),
+        # not 64 big single-colour squares.
+        sublabels, labels = None, [str(c) for c in channels]
+        cols = cols or min(16, len(kernels))
+        title += " · 1×1 kernels: one weight per input channel"
     if cols is None:
         cols = grid_shape(len(kernels), None, aspect=kernels.shape[2] / kernels.shape[1])[1]
     v = shared if shared is not None else 1.0
     # A few kernels (a depthwise map reads one) get big tiles: they are the whole figure.
-    tile_in = 2.0 if len(kernels) == 1 else 1.3 if len(kernels) <= 4 else _TILE_IN
+    tile_in = 0.42 if pointwise else 2.0 if len(kernels) == 1 else 1.3 if len(kernels) <= 4 else _TILE_IN
     return mosaic_figure(tiles, labels, sublabels=sublabels, title=title, cols=cols, vmin=-v, vmax=v, cmap=cmap,
                          colorbar=shared is not None, tile_in=tile_in, fig=fig, dpi=dpi, extend=extend,
                          marked=zeros)
