@@ -259,6 +259,36 @@ def _plan_input(model: Any, size: int | None, preprocess: str, mean: Sequence[fl
     return _InputPlan(tuple(int(d) for d in spatial), int(spec.channels), spec.channels_first, lo, hi, pp)
 
 
+def _projective_warp(tf: Any, images: Any, transforms: Any, spatial: tuple[int, ...], fill: float) -> Any:
+    """Bilinear projective warp of ``images`` (B, H, W, C) by ``transforms`` (B, 8), as TensorFlow's
+    ``ImageProjectiveTransformV3`` (output pixel (x, y) reads input ((a0 x + a1 y + a2) / k,
+    (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1; outside the image reads ``fill``), written with
+    gathers so that XLA can compile it: that op has no XLA kernel, and the optimisation step must
+    compile whole where this CPU has no eager kernel for the model (channels_first without oneDNN).
+    """
+    height, width = spatial
+    batch, channels = tf.shape(images)[0], tf.shape(images)[-1]
+    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
+    a = [tf.cast(transforms[:, i], tf.float32)[:, None, None] for i in range(8)]
+    k = a[6] * xs + a[7] * ys + 1.0
+    sx = (a[0] * xs + a[1] * ys + a[2]) / k
+    sy = (a[3] * xs + a[4] * ys + a[5]) / k
+    x0, y0 = tf.floor(sx), tf.floor(sy)
+    wx, wy = (sx - x0)[..., None], (sy - y0)[..., None]
+    flat = tf.reshape(images, [batch, height * width, channels])
+
+    def tap(yy: Any, xx: Any) -> Any:
+        inside = (xx >= 0) & (xx <= width - 1) & (yy >= 0) & (yy <= height - 1)
+        xi = tf.clip_by_value(tf.cast(xx, tf.int32), 0, width - 1)
+        yi = tf.clip_by_value(tf.cast(yy, tf.int32), 0, height - 1)
+        values = tf.gather(flat, tf.reshape(yi * width + xi, [batch, -1]), batch_dims=1)
+        values = tf.reshape(values, [batch, height, width, channels])
+        return tf.where(inside[..., None], values, tf.cast(fill, values.dtype))
+
+    return ((1 - wy) * (1 - wx) * tap(y0, x0) + (1 - wy) * wx * tap(y0, x0 + 1)
+            + wy * (1 - wx) * tap(y0 + 1, x0) + wy * wx * tap(y0 + 1, x0 + 1))
+
+
 # -- reading the layer (pre-activation and output), inside or outside tf.function -------------------------
 
 def _resolve_path(model: Any, layer: str) -> str:
@@ -471,9 +501,7 @@ class _Optimizer:
     def _warp(self, u: Any, jitter: Any) -> Any:
         tf = self.tf
         if len(self.plan.spatial) == 2:
-            return tf.raw_ops.ImageProjectiveTransformV3(
-                images=u, transforms=jitter, output_shape=tf.constant(self.plan.spatial, tf.int32),
-                fill_value=0.5, interpolation="BILINEAR", fill_mode="CONSTANT")
+            return _projective_warp(tf, u, jitter, self.plan.spatial, fill=0.5)
         length = self.plan.spatial[0]
         idx = tf.clip_by_value(tf.range(length)[None, :] + tf.cast(jitter, tf.int32), 0, length - 1)
         return tf.gather(u, idx, batch_dims=1)

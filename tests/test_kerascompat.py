@@ -89,7 +89,7 @@ def test_channels_first_and_dilated_transpose_rows_pass_with_onednn_off() -> Non
     rows = "cf or d2 or channels_first or dense_image"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", rows,
-         "tests/test_decompose.py", "tests/test_filters.py", "tests/test_activations.py"],
+         "tests/test_decompose.py", "tests/test_filters.py", "tests/test_activations.py", "tests/test_visualize.py"],
         cwd=REPO, capture_output=True, text=True, timeout=600, env=_env(TF_ENABLE_ONEDNN_OPTS="0"))
     tail = result.stdout[-3000:]
     assert result.returncode == 0, tail

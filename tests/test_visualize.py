@@ -209,3 +209,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err and "internal error" not in err, err
     assert err.startswith("inspector visualize: error: ") and "Received:" in err and needle in err, err
+
+
+def test_projective_warp_equals_tensorflows_op() -> None:
+    """The XLA-compilable warp of the optimisation step computes what ImageProjectiveTransformV3 does."""
+    from inspector import kerascompat
+    from inspector.visualize import _projective_warp
+
+    kerascompat.import_keras()
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 12, 10, 3)).astype("float32")
+    c, s = np.cos(0.15), np.sin(0.15)
+    transforms = np.array([[1, 0, 1.3, 0, 1, -0.7, 0, 0], [c * 1.05, -s, 0.8, s, c * 0.95, -0.4, 0, 0],
+                           [0.9, 0, 0.5, 0, 1.1, -0.6, 0.001, -0.002]], "float32")
+    want = tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=[12, 10],
+                                                 fill_value=0.5, interpolation="BILINEAR", fill_mode="CONSTANT")
+    got = _projective_warp(tf, tf.constant(images), tf.constant(transforms), (12, 10), 0.5)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
