@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading, views
+from inspector.dashboard import loading, urlstate, views
 from inspector.dashboard.widgets import fold_bn_ui, map_choice_ui, show_picture
 from inspector.errors import InspectorError
 from inspector.inputs import FIT_CHOICES, PREPROCESS_CHOICES, input_spec_from_model, load_input
@@ -231,6 +231,23 @@ def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
         st.caption("Pick a layer with kernels (conv, dense, ...) to split a map into input-channel contributions.")
         return
     st.markdown("**Decomposition** — one output map as the sum of its input channels' contributions")
+    _decomposition_part(key, digest, pre, fit, layer, x)
+
+
+@st.fragment
+def _decomposition_part(key: loading.ModelKey, digest: str, pre: str, fit: str, layer: str, x: np.ndarray) -> None:
+    """Everything that depends on the decomposed map: a map step, top-k or fold-BN change reruns only this
+    (the input, the activation grid and the layer list stay as drawn)."""
+    try:
+        _decomposition_body(key, digest, pre, fit, layer, x)
+    except Exception as exc:  # a fragment rerun does not pass main's guard: one line, never a traceback
+        st.error(views.error_text(exc))
+    finally:
+        urlstate.sync_url()  # also on a fragment rerun: the URL names what is on screen
+
+
+def _decomposition_body(key: loading.ModelKey, digest: str, pre: str, fit: str, layer: str, x: np.ndarray) -> None:
+    record = loading.load_index(*key).layer(layer)
     from inspector.filters import output_map_count
 
     c1, c2 = st.columns([3, 2])
