@@ -59,6 +59,7 @@ from .errors import (
 
 __all__ = [
     "DEFAULTS",
+    "PREPROCESS",
     "Objective",
     "Reference",
     "Visualization",
@@ -178,13 +179,17 @@ class _InputPlan:
         return np.asarray((x - self.lo) / span)
 
 
+#: The preprocessing choices a visualization supports: those that map pixels to the model input by one
+#: per-channel affine map in the model's own channel order. The Keras applications presets (caffe swaps
+#: RGB to BGR, torch and tf) are not offered yet: the colour decorrelation assumes RGB order.
+PREPROCESS = ("auto", "scale01", "scale11", "meanstd", "none")
+
+
 def resolve_preprocess(model: Any, preprocess: str) -> str:
     """``auto`` is ``none`` (raw 0..255 values) when the model begins with a ``Rescaling`` or
     ``Normalization`` layer (built-in preprocessing), else ``scale01``; other values are returned as is."""
-    from .inputs import PREPROCESS_CHOICES
-
-    if preprocess not in PREPROCESS_CHOICES:
-        raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS_CHOICES)}. "
+    if preprocess not in PREPROCESS:
+        raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS)}. "
                              f"Received: {describe_received(preprocess)}")
     if preprocess != "auto":
         return preprocess
@@ -229,7 +234,7 @@ def input_range(preprocess: str, channels: int, mean: Sequence[float] | None = N
             raise InputDataError(f"--mean/--std must be finite, std > 0, with 1 value or {channels} (one per "
                                  f"channel). Received: mean={m.tolist()}, std={s.tolist()}")
         return (0.0 - m) / s * ones, (255.0 - m) / s * ones
-    raise InputDataError(f"preprocessing must be one of scale01, scale11, meanstd, none, auto. "
+    raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS)}. "
                          f"Received: {describe_received(preprocess)}")
 
 

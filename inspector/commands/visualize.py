@@ -17,8 +17,7 @@ from ..errors import SelectionError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from ..inputs import PREPROCESS_CHOICES
-    from ..visualize import DEFAULTS, Objective
+    from ..visualize import DEFAULTS, PREPROCESS, Objective
 
     parser.add_argument("model", help="a .keras or .h5 model file or a SavedModel directory (needs an architecture)")
     parser.add_argument("--layer", required=True, metavar="L", help="layer path or unique name (nested: outer/inner)")
@@ -42,7 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="push several images of each map apart (weight relative to the activation; try 1)")
     parser.add_argument("--images", type=int, metavar="K", help="images per map (default 1; 4 with --diversity)")
     parser.add_argument("--no-transforms", action="store_true", help="no jitter/scale/rotation (for comparison)")
-    parser.add_argument("--preprocess", default="auto", choices=PREPROCESS_CHOICES,
+    parser.add_argument("--preprocess", default="auto", choices=PREPROCESS,
                         help="the input range the model expects, on 0..255 pixels: scale01 [0,1], scale11 [-1,1], "
                              "meanstd, none [0,255]; auto (default): none when the model starts with a Rescaling or "
                              "Normalization layer, else scale01")
