@@ -287,7 +287,7 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                batch: int | None = None, fit: str = "stretch") -> np.ndarray:
     """A float32 batch ``(N, *spec.shape)`` from ``source``: an image path, a ``.npy`` path, an array or
-    the string ``"sample"``.
+    the string ``"sample"``, or ``"photo:NAME"`` for a bundled photograph (:mod:`inspector.photos`).
 
     ``preprocess`` one of :data:`PREPROCESS_CHOICES`, ``fit`` one of :data:`FIT_CHOICES` (image files only);
     ``batch`` repeats a single sample N times (useful to check batched runs).
@@ -307,7 +307,9 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
         x = _sample_for(spec)
         how = "scale01" if preprocess == "auto" else preprocess
     else:
-        path = Path(source)
+        from .photos import PHOTO_PREFIX, photo_path
+
+        path = photo_path(str(source)) if str(source).startswith(PHOTO_PREFIX) else Path(source)
         if not path.is_file():
             raise InputDataError(
                 f"input file not found; give a PNG/JPEG image, a .npy array or 'sample'. Received: {source}")

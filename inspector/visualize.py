@@ -726,9 +726,13 @@ def _measure_own(tap: _Tap, layer: _LayerPlan, objective: Objective, x: np.ndarr
 
 
 def bundled_reference_files() -> list[Path]:
-    """The sample inputs shipped in ``sample_models/`` (present in a source checkout)."""
+    """The natural inputs that come with the tool: the sample inputs shipped in ``sample_models/``
+    (present in a source checkout) and the photographs of :mod:`inspector.photos`."""
+    from .photos import photo_paths
+
     folder = Path(__file__).resolve().parent.parent / "sample_models"
-    return sorted(p for p in folder.glob("sample_input_*") if p.suffix.lower() in (*_IMAGE_SUFFIXES, ".npy"))
+    samples = sorted(p for p in folder.glob("sample_input_*") if p.suffix.lower() in (*_IMAGE_SUFFIXES, ".npy"))
+    return samples + photo_paths()
 
 
 def load_references(sources: Sequence[str | Path] | str | Path | None, model: Any, *, size: int | None = None,
@@ -764,7 +768,9 @@ def load_references(sources: Sequence[str | Path] | str | Path | None, model: An
         is_array = f.suffix.lower() == ".npy"
         if is_array or spec.is_image:
             try:
-                x = load_input(f, spec, preprocess="auto" if is_array else plan.preprocess, mean=mean, std=std)
+                # Photographs are centre-cropped to the model's aspect ratio: stretched ones are not natural.
+                x = load_input(f, spec, preprocess="auto" if is_array else plan.preprocess, mean=mean, std=std,
+                               fit="crop")
             except InputDataError:
                 if strict:
                     raise

@@ -551,6 +551,10 @@ def test_activations_grid_decomposition_and_wrong_image() -> None:
     at.number_input(key="act_topk").set_value(3).run()
     top = _table(at, "share")
     assert len(top) == 3 and np.all(np.diff(top["energy (Σ contribution²)"].to_numpy()) <= 0)
+    # A bundled photograph (grayscale model: converted) decomposes as exactly as the generated picture.
+    at.selectbox(key="act_sample").set_value("photo: chelsea").run()
+    assert not _errors(at), _errors(at)
+    assert float({m.label: m.value for m in at.metric}["Max |Σ − Keras|"]) < 1e-4
     at.radio(key="act_input").set_value("Upload").run()
     at.file_uploader(key="act_upload").set_value(("photo.png", b"not an image", "image/png")).run()
     errors = _errors(at)

@@ -171,3 +171,48 @@ def test_cli_preset_on_a_one_channel_model_is_one_line(capsys: pytest.CaptureFix
     assert main(["activations", str(digits), "sample", "--layer", "conv1", "--preprocess", "caffe"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "3-channel" in err and "Received:" in err
+
+
+# -- bundled photographs (inspector.photos) ----------------------------------------------------------------
+
+def test_photos_are_real_photographs_from_the_installed_package() -> None:
+    from PIL import Image
+
+    from inspector.photos import PHOTO_NAMES, photo_paths
+
+    paths = photo_paths()
+    assert [p.name for p in paths] == list(PHOTO_NAMES.values())  # the test extra installs scikit-image
+    for p in paths:
+        with Image.open(p) as img:
+            arr = np.asarray(img.convert("RGB"), np.float32)
+        # Photographs, not test patterns: at least 128 px a side and many distinct values.
+        assert min(arr.shape[:2]) >= 128
+        assert len(np.unique(arr[..., 0])) > 64
+
+
+def test_photo_input_is_fitted_like_any_image() -> None:
+    from PIL import Image
+
+    from inspector.photos import photo_path
+
+    spec = InputSpec((32, 32, 3), False)
+    x = load_input("photo:chelsea", spec, fit="crop")
+    assert x.shape == (1, 32, 32, 3) and x.min() >= 0.0 and x.max() <= 1.0
+    # Exactly what the same file given by path gives.
+    np.testing.assert_array_equal(x, load_input(photo_path("chelsea"), spec, fit="crop"))
+    with Image.open(photo_path("camera")) as img:
+        assert img.mode == "L"  # grayscale photo into an RGB model: replicated channels
+    gray = load_input("photo:camera", spec)
+    np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_unknown_photo_is_one_line_error() -> None:
+    with pytest.raises(InputDataError, match=r"unknown photo 'nope'; accepted: astronaut, chelsea") as err:
+        load_input("photo:nope", InputSpec((32, 32, 3), False))
+    assert "\n" not in str(err.value)
+
+
+def test_cli_takes_a_photo_as_input(tmp_path: Path) -> None:
+    out = tmp_path / "act.npz"
+    assert main(["activations", str(SHAPES), "photo:astronaut", "--layer", "conv1_rgb", "--npz", str(out)]) == 0
+    assert out.is_file()

@@ -1,7 +1,8 @@
 """Feature visualization (issue 12): the optimized input beats natural inputs, on every input kind.
 
 Few steps and a raised learning rate keep the suite fast; the defaults (256 steps, lr 0.05) reach higher
-values. "Natural" = the sample inputs bundled in sample_models/ plus 200 random crops of them.
+values. "Natural" = the sample inputs in sample_models/ and the photographs of inspector.photos (from
+scikit-image's wheel), plus 200 random crops of them.
 """
 
 from __future__ import annotations

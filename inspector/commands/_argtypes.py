@@ -64,7 +64,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", help="a .keras, .h5 model file or a SavedModel directory (needs an architecture)")
     parser.add_argument("input", metavar="INPUT",
-                        help="a PNG/JPEG image, a .npy array (with or without batch axis), or 'sample'")
+                        help="a PNG/JPEG image, a .npy array (with or without batch axis), 'sample', or a "
+                             "bundled photograph 'photo:NAME' (astronaut, chelsea, coffee, ...)")
     parser.add_argument("--preprocess", default="auto", type=choice_of(PREPROCESS_CHOICES, "--preprocess"),
                         metavar="{" + ",".join(PREPROCESS_CHOICES) + "}",
                         help="scale01: v/255; scale11: v/127.5-1; meanstd: (v-mean)/std; none: as stored; "

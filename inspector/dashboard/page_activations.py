@@ -47,6 +47,12 @@ def _sample_inputs() -> dict[str, str]:
     if folder is not None:
         for p in sorted(folder.glob("sample_input_*")):
             out[p.name] = str(p)
+    from inspector.photos import PHOTO_NAMES, PHOTO_PREFIX, photo_paths
+
+    available = {p.name for p in photo_paths()}
+    for name, file in PHOTO_NAMES.items():
+        if file in available:
+            out[f"photo: {name}"] = PHOTO_PREFIX + name
     return out
 
 
