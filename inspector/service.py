@@ -333,3 +333,51 @@ def stats_payload(report: StatsReport) -> dict[str, Any]:
 def choices(enum: Iterable[Any]) -> list[str]:
     """An option's accepted strings (argparse ``choices``, dashboard select boxes)."""
     return [str(v) for v in enum]
+
+
+# -- feature visualization (CLI `visualize`, the dashboard's Visualize page and Filters panel) ----------------
+
+def check_map_arguments(map_index: int | None, maps: str | None) -> None:
+    """Exactly one of ``--map J`` and ``--maps SEL`` (checked before any model is opened)."""
+    if map_index is None and maps is None:
+        raise SelectionError("give the map to visualize; accepted: --map J or --maps SEL (e.g. '0-15'). "
+                             "Received: neither")
+    if map_index is not None and maps is not None:
+        raise SelectionError(f"give --map or --maps, not both; accepted: --map J or --maps SEL. "
+                             f"Received: --map {map_index} --maps {maps}")
+
+
+def visualization_maps(model: Any, path: str, map_index: int | None, maps: str | None) -> list[int]:
+    """The maps to visualize from ``--map J`` or ``--maps SEL`` (exactly one of them), range-checked."""
+    from .visualize import layer_map_count
+
+    check_map_arguments(map_index, maps)
+    n_maps = layer_map_count(model, path)
+    if map_index is not None:
+        if not 0 <= map_index < n_maps:
+            raise SelectionError(f"map {map_index} is out of range for layer {path!r}; valid maps are "
+                                 f"0-{n_maps - 1} ({n_maps} maps). Received: {map_index}")
+        return [map_index]
+    assert maps is not None
+    return list(parse_maps(maps).resolve(n_maps, layer=path))
+
+
+def visualize_with_references(model: Any, path: str, maps: Sequence[int], *, reference: str | None = None,
+                              size: int | None = None, preprocess: str = "auto",
+                              mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                              progress: Callable[[int, int], bool | None] | None = None,
+                              **options: Any) -> Any:
+    """:func:`inspector.visualize.visualize` with its natural-image comparison set up.
+
+    ``reference``: None for the bundled natural inputs (sample inputs and photographs), ``"none"`` for no
+    comparison, or a folder. ``options`` go to ``visualize`` (objective, steps, seed, batch, lr, ...).
+    """
+    from .visualize import load_references, visualize
+
+    natural: Any = None
+    sources: list[str] = []
+    if reference is None or str(reference).lower() != "none":
+        natural, sources = load_references(reference, model, size=size, preprocess=preprocess, mean=mean, std=std)
+    return visualize(model, path, list(maps), size=size, preprocess=preprocess, mean=mean, std=std,
+                     reference=natural if natural is not None and len(natural) else None,
+                     reference_sources=sources, progress=progress, **options)

@@ -461,7 +461,7 @@ def test_export_layer_zip_with_manifest() -> None:
     job = _finish_export(at)
     assert not _errors(at) and "4 maps exported" in at.success[0].value and "every kernel" in at.success[0].value
     assert job.name == "digits_cnn_conv1_filters.zip"
-    with zipfile.ZipFile(io.BytesIO(job.data)) as zf:
+    with zipfile.ZipFile(io.BytesIO(job.result[0])) as zf:
         names = zf.namelist()
         manifest = json.loads(zf.read("manifest.json"))
         arrays = np.load(io.BytesIO(zf.read("conv1.npz")))
@@ -484,7 +484,7 @@ def test_export_kernels_per_figure_and_cap() -> None:
     at.number_input(key="exp_per_page").set_value(3).run()
     at.button(key="exp_run").click().run()
     job = _finish_export(at)
-    rows = [r for r in job.manifest.rows if r.format == "png"]
+    rows = [r for r in job.result[2].rows if r.format == "png"]
     assert [r.path for r in rows] == ["conv2/map_0002.png", "conv2/map_0002_p2.png", "conv2/map_0002_p3.png"]
     assert [r.input_channels for r in rows] == ["0-2", "3-5", "6-7"] and not any(r.truncated for r in rows)
     # The cap: only the first 5 kernels, marked truncated, and said so.
@@ -492,7 +492,7 @@ def test_export_kernels_per_figure_and_cap() -> None:
     at.number_input(key="exp_max_kernels").set_value(5).run()
     at.button(key="exp_run").click().run()
     job = _finish_export(at)
-    rows = [r for r in job.manifest.rows if r.format == "png"]
+    rows = [r for r in job.result[2].rows if r.format == "png"]
     assert [r.input_channels for r in rows] == ["0-2", "3-4"] and all(r.truncated for r in rows)
     assert "1 maps truncated by the cap" in at.success[0].value
     assert _table(at, "truncated maps")["truncated maps"].tolist() == [1]
@@ -522,7 +522,7 @@ def test_export_job_cancel_stops_at_the_next_map() -> None:
     assert job.running and "left" in job.eta_text()
     job.cancel.set()
     thread.join(5)
-    assert job.cancelled and not job.running and job.error is None and job.data is None
+    assert job.cancelled and not job.running and job.error is None and job.result is None
     assert seen == [1, 2, 3] and job.done == 4  # the callback raised at map 4
 
 
@@ -587,3 +587,85 @@ def test_inspector_app_command_line() -> None:
     assert cmd[-2:] == ["--", str(default_model())] and env["INSPECTOR_APP_MODEL"] == str(default_model())
     cmd, env = app_cmd.build_command(parser.parse_args(["/no/such/model.keras"]))
     assert cmd[-1] == "/no/such/model.keras"  # not checked here: the app shows the error page
+
+
+# -- feature visualization: the Visualize page and the Filters panel -------------------------------------------
+
+def _finish_job(at: AppTest, state_key: str, timeout: float = 120.0) -> object:
+    """Wait for a background job of the page, then rerun so the page shows its result."""
+    import time
+
+    job = at.session_state[state_key]
+    deadline = time.monotonic() + timeout
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job.running
+    at.run()
+    return job
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_visualize_page_runs_in_background_and_matches_the_api() -> None:
+    from inspector.runtime import load_runnable
+    from inspector.service import visualize_with_references
+
+    at = _app_at({"page": "visualize", "layer": "conv2", "maps": "0-3", "steps": "8"})
+    assert not _errors(at), _errors(at)
+    assert at.button(key="vis_run").label == "Visualize 4 maps of conv2"
+    at.button(key="vis_run").click().run()
+    job = _finish_job(at, "_vis_job")
+    assert job.error is None and not job.cancelled and job.done == job.total == 8
+    assert not _errors(at), _errors(at)
+    table = _table(at, "× best natural")
+    assert table["map"].tolist() == [0, 1, 2, 3]
+    # The numbers on screen are the API's for the same settings (same seed: same images).
+    api = visualize_with_references(load_runnable(SAMPLES / "digits_cnn.keras"), "conv2", [0, 1, 2, 3], steps=8,
+                                    seed=0)
+    np.testing.assert_allclose(table["activation"].to_numpy(), api.activation, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(table["best natural image"].to_numpy(), api.reference.best_image, rtol=1e-4)
+    assert api.reference.n_images >= 13  # the sample inputs and the bundled photographs
+    assert [d.label for d in at.get("download_button")] == ["Download PNG", "Download PDF", "Download NPZ"]
+    assert at.query_params["page"] == "visualize" and at.query_params["maps"] == "0-3"
+    # Back on the same view later: the stored result is shown at once, with no run button.
+    at.text_input(key="vis_maps").set_value("0-1").run()
+    assert at.button(key="vis_run").label == "Visualize 2 maps of conv2"
+    at.text_input(key="vis_maps").set_value("0-3").run()
+    assert not [b for b in at.button if b.key == "vis_run"] and len(_table(at, "activation")) == 4
+    at.text_input(key="vis_maps").set_value("0-99").run()
+    errors = _errors(at)
+    assert len(errors) == 1 and "out of range" in errors[0] and "0-15" in errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_visualize_job_cancel_stops_and_says_so() -> None:
+    at = _app_at({"page": "visualize", "layer": "conv1", "maps": "0", "steps": "4000"})
+    at.button(key="vis_run").click().run()
+    job = at.session_state["_vis_job"]
+    job.cancel.set()
+    _finish_job(at, "_vis_job")
+    assert job.cancelled and job.result is None
+    assert any("Cancelled after" in w.value for w in at.warning)
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_filters_panel_shows_what_a_map_responds_to() -> None:
+    at = _app_at({"page": "filters", "layer": "conv2", "map": "3"})
+    at.toggle(key="flt_vis_on").set_value(True).run()
+    at.number_input(key="flt_vis_steps").set_value(8).run()
+    at.button(key="flt_vis_run").click().run()
+    _finish_job(at, "_flt_vis_job")
+    assert not _errors(at), _errors(at)
+    caption = next(c for c in _captions(at) if "the best of" in c)
+    assert caption.startswith("activation ") and "natural images and 200 crops" in caption
+    at.button(key="flt_map_next").click().run()  # another map: not run yet
+    assert at.button(key="flt_vis_run").label == "Visualize map 4"
+
+
+@pytest.mark.slow
+def test_filters_panel_on_a_weights_only_file_says_why() -> None:
+    at = _app(model=SAMPLES / "digits_cnn.weights.h5", page="Filters")
+    at.toggle(key="flt_vis_on").set_value(True).run()
+    assert any("weights only" in i.value for i in at.info) and not _errors(at)

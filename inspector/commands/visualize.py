@@ -11,7 +11,6 @@ images on a leading axis, ``input_range``, ``activation``, ``activation_trace``,
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..errors import SelectionError
 
@@ -61,40 +60,27 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..loader import open_model
     from ..runtime import load_runnable
-    from ..selectors import parse_maps
-    from ..service import prepare_outputs, write_figure
-    from ..visualize import load_references, save_npz, visualize
+    from ..service import (
+        check_map_arguments,
+        prepare_outputs,
+        visualization_maps,
+        visualize_with_references,
+        write_figure,
+    )
+    from ..visualize import save_npz
 
-    if args.map is None and args.maps is None:
-        raise SelectionError("give the map to visualize; accepted: --map J or --maps SEL (e.g. '0-15'). "
-                             "Received: neither")
-    if args.map is not None and args.maps is not None:
-        raise SelectionError(f"give --map or --maps, not both; accepted: --map J or --maps SEL. "
-                             f"Received: --map {args.map} --maps {args.maps}")
-    if args.steps < 1:  # before the model is opened
+    check_map_arguments(args.map, args.maps)  # before the model is opened
+    if args.steps < 1:
         raise SelectionError(f"--steps must be a positive integer, e.g. 256. Received: {args.steps}")
     outputs = prepare_outputs(args.output, args.npz)
     with open_model(args.model) as index:
         path = index.layer(args.layer).path  # LayerNotFoundError with close matches
         model = load_runnable(index, safe_mode=not args.unsafe)
-    n_maps = _map_count(model, path)
-    if args.map is not None:
-        if not 0 <= args.map < n_maps:
-            raise SelectionError(f"map {args.map} is out of range for layer {path!r}; valid maps are 0-{n_maps - 1} "
-                                 f"({n_maps} maps). Received: {args.map}")
-        maps = [args.map]
-    else:
-        maps = parse_maps(args.maps).resolve(n_maps, layer=path)
-    natural: Any = None
-    sources: list[str] = []
-    if args.reference is None or str(args.reference).lower() != "none":
-        natural, sources = load_references(args.reference, model, size=args.size, preprocess=args.preprocess,
-                                           mean=args.mean, std=args.std)
-    vis = visualize(model, path, maps, objective=args.objective, steps=args.steps, seed=args.seed, size=args.size,
-                    batch=args.batch, lr=args.lr, diversity=args.diversity, images_per_map=args.images,
-                    preprocess=args.preprocess, mean=args.mean, std=args.std, transforms=not args.no_transforms,
-                    reference=natural if natural is not None and len(natural) else None, reference_sources=sources,
-                    crops=args.crops)
+    maps = visualization_maps(model, path, args.map, args.maps)
+    vis = visualize_with_references(
+        model, path, maps, reference=args.reference, size=args.size, preprocess=args.preprocess, mean=args.mean,
+        std=args.std, objective=args.objective, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
+        diversity=args.diversity, images_per_map=args.images, transforms=not args.no_transforms, crops=args.crops)
     ref = vis.reference
     print(f"{vis.layer}: {vis.objective} objective, {len(vis.map_index)} image(s), {vis.steps} steps, seed {vis.seed}, "
           f"input {vis.layout} in [{vis.input_range[0]:.4g}, {vis.input_range[1]:.4g}] ({vis.preprocess}), "
@@ -120,8 +106,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {write_figure(visualization_figure(vis), outputs.figure)}")
     return 0
 
-
-def _map_count(model: object, path: str) -> int:
-    from ..visualize import layer_map_count
-
-    return layer_map_count(model, path)

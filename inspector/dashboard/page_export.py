@@ -4,45 +4,35 @@ The files are written by :func:`inspector.export.export_batch` (the engine of ``
 with its manifest) into a private temporary folder, zipped in memory, and the folder is removed at
 once: nothing is written next to the model.
 
-A long export must not block the app: ``export_batch`` runs in a background thread (an
-:class:`ExportJob` in ``st.session_state``); a fragment polls it (``st.fragment(run_every=...)``, only
-while it runs) and shows the progress, an estimate of the time left (maps left / maps per second so
-far) and a Cancel button, which makes the progress callback raise so the export stops after the
-current map. When it is done the page offers the zip and a summary of its manifest (files, input
-channels covered, truncated maps).
+A long export must not block the app: ``export_batch`` runs as a background :class:`~inspector.dashboard.jobs.Job`
+(progress, an estimate of the time left, and Cancel, which stops the export after the current map).
+When it is done the page offers the zip and a summary of its manifest (files, input channels covered,
+truncated maps).
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
-import threading
-import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from inspector.dashboard import loading, views
+from inspector.dashboard import jobs, loading, views
 from inspector.dashboard.widgets import layer_choice_ui
 from inspector.errors import InspectorError
 from inspector.export import ExportFormat, Manifest, export_batch
 from inspector.filters import output_map_count
 from inspector.records import ModelIndex
 
-__all__ = ["ExportCancelled", "ExportJob", "build_zip", "export_page"]
+__all__ = ["ExportJob", "build_zip", "export_page"]
 
 _SCALES = {"shared per map": "shared", "per kernel": "per-kernel"}
 _JOB = "_exp_job"  # not an exp_* key: main.persist_widget_state leaves it alone
-POLL_SECONDS = 0.5
-
-
-class ExportCancelled(Exception):
-    """Raised by the progress callback when the user pressed Cancel."""
 
 
 def build_zip(index: ModelIndex, layers: str | Sequence[str] | None, maps: str | None, formats: list[str], *,
@@ -72,61 +62,8 @@ def build_zip(index: ModelIndex, layers: str | Sequence[str] | None, maps: str |
     return buf.getvalue(), maps_done, manifest
 
 
-@dataclass
-class ExportJob:
-    """One export running in a background thread; the page reads it, the thread writes it."""
-
-    name: str
-    model: loading.ModelKey
-    total: int = 0
-    done: int = 0
-    what: str = ""
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    data: bytes | None = None
-    manifest: Manifest | None = None
-    error: str | None = None
-    cancelled: bool = False
-
-    @property
-    def running(self) -> bool:
-        return self.finished is None
-
-    def progress(self, done: int, total: int, what: str) -> None:
-        self.done, self.total, self.what = done, total, what
-        if self.cancel.is_set():
-            raise ExportCancelled
-
-    def eta_text(self) -> str:
-        """'about 12 s left' from the maps done so far and their rate."""
-        elapsed = time.monotonic() - self.started
-        if self.done <= 0 or self.total <= 0:
-            return "estimating time left…"
-        left = (self.total - self.done) * elapsed / self.done
-        return f"about {left:.0f} s left ({self.done / max(elapsed, 1e-9):.1f} maps/s)"
-
-    def run(self, work: Callable[[Callable[[int, int, str], None]], tuple[bytes, int, Manifest]]) -> None:
-        try:
-            self.data, self.done, self.manifest = work(self.progress)
-        except ExportCancelled:
-            self.cancelled = True
-        except Exception as exc:  # shown as one line by the page
-            self.error = views.error_text(exc)
-        finally:
-            self.finished = time.monotonic()
-
-
-def start_job(job: ExportJob, work: Callable[[Callable[[int, int, str], None]], tuple[bytes, int, Manifest]],
-              ) -> None:
-    st.session_state[_JOB] = job
-    threading.Thread(target=job.run, args=(work,), name="inspector-export", daemon=True).start()
-
-
-def _cancel() -> None:
-    job = st.session_state.get(_JOB)
-    if job is not None:
-        job.cancel.set()
+#: The export job of the page: ``job.result`` is (zip bytes, maps exported, manifest).
+ExportJob = jobs.Job[tuple[bytes, int, Manifest]]
 
 
 def export_options_ui(index: ModelIndex) -> dict[str, Any] | None:
@@ -173,7 +110,7 @@ def export_page(index: ModelIndex, key: loading.ModelKey) -> None:
     options = export_options_ui(index)
     if options is None:
         return
-    job: ExportJob | None = st.session_state.get(_JOB)
+    job = jobs.current(_JOB)
     busy = job is not None and job.running
     if st.button("Build zip", key="exp_run", type="primary", disabled=not options["formats"] or busy):
         scope, paths = options["scope"], options["paths"]
@@ -194,48 +131,35 @@ def export_page(index: ModelIndex, key: loading.ModelKey) -> None:
         except InspectorError as exc:
             st.error(str(exc))
             return
-        job = ExportJob(name, key, total=sum(len(p.maps) for p in plan))
-        start_job(job, work)
+        jobs.start(_JOB, ExportJob(name, key, total=sum(len(p.maps) for p in plan)), work)
     _job_status(key)
 
 
 def _job_status(key: loading.ModelKey) -> None:
-    job: ExportJob | None = st.session_state.get(_JOB)
-    if job is None or job.model != key:
+    job = jobs.current(_JOB, key)
+    if job is None:
         return
     if job.running:
-        st.fragment(run_every=POLL_SECONDS)(_progress)()
+        jobs.progress_ui(_JOB, cancel_label="Cancel export", widget_key="exp_cancel")
     else:
         _result(job)
 
 
-def _progress() -> None:
-    """Polled while the export runs; a full rerun when it ends shows the result (and stops polling)."""
-    job: ExportJob | None = st.session_state.get(_JOB)
-    if job is None:
-        return
-    if not job.running:
-        st.rerun()
-    frac = job.done / job.total if job.total else 0.0
-    status = "cancelling after this map…" if job.cancel.is_set() else job.eta_text()
-    st.progress(min(1.0, frac), text=f"{job.done}/{job.total} maps · {job.what or 'starting…'} · {status}")
-    st.button("Cancel export", key="exp_cancel", on_click=_cancel, disabled=job.cancel.is_set())
-
-
 def _result(job: ExportJob) -> None:
-    seconds = (job.finished or job.started) - job.started
+    seconds = job.seconds
     if job.error is not None:
         st.error(job.error)
         return
     if job.cancelled:
         st.warning(f"Export cancelled after {job.done} of {job.total} maps ({seconds:.1f} s); nothing to download.")
         return
-    assert job.data is not None and job.manifest is not None
-    rows = views.manifest_summary(job.manifest)
+    assert job.result is not None
+    data, done, manifest = job.result
+    rows = views.manifest_summary(manifest)
     truncated = sum(r["truncated maps"] for r in rows)
-    maps = f"{job.done} map{'' if job.done == 1 else 's'}"
-    st.success(f"{maps} exported in {seconds:.1f} s: {len(job.manifest.rows)} files, "
-               f"{len(job.data) / 1e6:.2f} MB" + (f"; {truncated} maps truncated by the cap" if truncated else
+    maps = f"{done} map{'' if done == 1 else 's'}"
+    st.success(f"{maps} exported in {seconds:.1f} s: {len(manifest.rows)} files, "
+               f"{len(data) / 1e6:.2f} MB" + (f"; {truncated} maps truncated by the cap" if truncated else
                                                  "; every kernel included"))
-    st.download_button("Download zip", job.data, job.name, "application/zip", key="exp_download", on_click="ignore")
+    st.download_button("Download zip", data, job.name, "application/zip", key="exp_download", on_click="ignore")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="exp_summary_table", width="stretch")

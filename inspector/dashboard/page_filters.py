@@ -24,7 +24,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from inspector.dashboard import loading, urlstate, views
+from inspector.dashboard import loading, urlstate, views, visualizing
 from inspector.dashboard.widgets import SORTS, fold_bn_ui, layer_choice_ui, map_choice_ui, show_picture
 from inspector.filters import output_map_count
 from inspector.records import ModelIndex
@@ -243,7 +243,8 @@ def _map_part(index: ModelIndex, key: loading.ModelKey, layer: str, left: DeltaG
 
 #: Widgets of the fragment that are not drawn in every view (map widgets under "whole layer", the grid
 #: page, ...): their values are written back each fragment run, or Streamlit would drop them.
-_KEEP = ("flt_map", "flt_page", "flt_mpage", "flt_rgb", "flt_sort", "flt_cap", "flt_stage")
+_KEEP = ("flt_map", "flt_page", "flt_mpage", "flt_rgb", "flt_sort", "flt_cap", "flt_stage", "flt_vis_steps",
+         "flt_vis_seed", "flt_vis_size")
 
 
 def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: DeltaGenerator,
@@ -304,6 +305,7 @@ def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: D
         stats[2].metric("Kernel L2 norm", f"{float((fs.norms ** 2).sum() ** 0.5):.4g}")
         stats[3].metric("BN folded", "yes" if fs.bn_folded else "no")
         _downloads(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+        visualizing.filters_panel(index, key, layer, j)
         with st.expander(f"Norm per input channel ({fs.n_inputs})", expanded=False):
             st.dataframe(pd.DataFrame({"input channel": fs.input_channels, "L2 norm": fs.norms}),
                          hide_index=True, height=240, key="flt_norms_table")

@@ -24,12 +24,19 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["PAGE_SLUGS", "PARAMS", "Param", "apply_url", "current_query", "open_view", "sync_url"]
+__all__ = ["PARAMS", "Param", "apply_url", "current_query", "open_view", "page_slug", "sync_url"]
 
-#: Page name (the sidebar radio's value) -> its name in the URL.
-PAGE_SLUGS = {"Overview": "overview", "Filters": "filters", "Activations": "activations",
-              "Weights": "weights", "Export": "export"}
-_SLUG_PAGES = {slug: name for name, slug in PAGE_SLUGS.items()}
+
+def page_slug(page: str) -> str:
+    """A page's name in the URL: its sidebar name in lower case ("Filters" -> "filters")."""
+    return page.lower()
+
+
+def _page_of_slug(slug: str) -> str | None:
+    from inspector.dashboard.main import PAGES  # the page table; imported late (main imports this module)
+
+    return next((name for name in PAGES if page_slug(name) == slug.lower()), None)
+
 _LAST = "_url_last"  # the query this session wrote (or applied) last
 #: Set when a link named a layer the model does not have: the page says so once.
 URL_LAYER_REQUEST = "_url_layer_request"
@@ -69,6 +76,7 @@ def _params() -> dict[str, tuple[Param, ...]]:
     from inspector.dashboard import views
     from inspector.dashboard.page_filters import CAPS
     from inspector.inputs import FIT_CHOICES, PREPROCESS_CHOICES
+    from inspector.visualize import Objective
 
     return {
         "Filters": (
@@ -91,6 +99,13 @@ def _params() -> dict[str, tuple[Param, ...]]:
             Param("fold", "act_fold_bn", False, _to_bool, _from_bool),
             Param("pre", "act_pre", "auto", choices=PREPROCESS_CHOICES),
             Param("fit", "act_fit", "stretch", choices=FIT_CHOICES),
+        ),
+        "Visualize": (
+            Param("layer", "vis_layer"),
+            Param("maps", "vis_maps", "0-15"),
+            Param("steps", "vis_steps", 256, int),
+            Param("seed", "vis_seed", 0, int),
+            Param("objective", "vis_objective", "channel", choices=tuple(str(o) for o in Objective)),
         ),
         "Weights": (
             Param("layer", "w_layer"),
@@ -121,7 +136,7 @@ def _default_sample() -> str | None:
 def current_query() -> dict[str, str]:
     """The view in session state as query parameters (defaults left out, layer and map always in)."""
     page = str(st.session_state.get("page", "Overview"))
-    out = {"page": PAGE_SLUGS.get(page, "overview")}
+    out = {"page": page_slug(page)}
     sample = st.session_state.get("src_sample")
     if st.session_state.get("src_kind") == "Sample model" and sample and sample != _default_sample():
         out["sample"] = str(sample)
@@ -143,7 +158,7 @@ def apply_url() -> None:
     if query == st.session_state.get(_LAST):
         return
     st.session_state[_LAST] = query
-    page = _SLUG_PAGES.get(query.get("page", "").lower())
+    page = _page_of_slug(query.get("page", ""))
     if page is None:
         if not query:
             return  # a bare URL: keep whatever the session shows
