@@ -222,7 +222,15 @@ def _health_paragraphs(h: Any) -> list[str]:
 
 def _kernel_figure(index: ModelIndex, rec: LayerRecord, health: Any, options: ReportOptions) -> tuple[str, Any]:
     from .filters import filters_for_map
-    from .render.filters import is_rgb_filterset, plot_layer, plot_rgb_filters
+    from .render.filters import (
+        MontageKind,
+        is_rgb_filterset,
+        layer_montage,
+        montage_kind,
+        montage_page_count,
+        plot_layer,
+        plot_rgb_filters,
+    )
 
     fold = options.fold_bn and health.bn_layer is not None
     first = filters_for_map(rec, 0, index=index)
@@ -232,6 +240,9 @@ def _kernel_figure(index: ModelIndex, rec: LayerRecord, health: Any, options: Re
         more = f" (the first {len(maps)} of {health.n_maps})" if len(maps) < health.n_maps else ""
         return (f"Colour filters of every map{more}: input channels 0/1/2 as R/G/B.",
                 plot_rgb_filters(sets, dpi=options.dpi))
+    if montage_kind(rec, index=index) is MontageKind.DEPTHWISE:  # one kernel per map: every map fits one grid
+        return (f"Every map's kernel (first page of {montage_page_count(rec, index=index)}), one shared scale.",
+                layer_montage(index, rec, page=0, fold_bn=fold, dpi=options.dpi))
     norms = health.effective_norms if fold else health.map_norms
     order = np.argsort(-np.nan_to_num(norms, nan=-1.0), kind="stable")[:options.top_maps]
     sets = [filters_for_map(rec, int(j), index=index, fold_bn=fold, sort="norm") for j in order]

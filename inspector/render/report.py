@@ -198,14 +198,12 @@ def write_pdf(sections: Iterable[Any], out: str | os.PathLike[str], *, title: st
                                                                       "Title": title}) as pdf:
         for sec in sections:
             lines = _section_lines(sec)
-            if lines or not sec.figures:
-                for page in text_pages(sec.title, lines):
-                    pdf.savefig(page)
-            for caption, fig in sec.figures:
-                if not lines:  # the figure page names its section when no text page did
-                    caption = f"{sec.title}: {caption}"
-                fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=LABEL_PT, color="#555555",
-                         wrap=True)
+            # Captions go on the text page (drawn into a figure they would collide with its axis labels).
+            for k, (caption, _) in enumerate(sec.figures, 1):
+                lines += ["", *_wrap(f"Page +{k}: {caption}")]
+            for page in text_pages(sec.title, lines):
+                pdf.savefig(page)
+            for _, fig in sec.figures:
                 pdf.savefig(fig)
                 fig.clear()
             _collect(data, sec)
