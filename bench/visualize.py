@@ -3,13 +3,13 @@
     .venv/bin/python bench/visualize.py            # sample model + ResNet50 (weights=None, never downloaded)
     .venv/bin/python bench/visualize.py --quick    # sample model only
 
-For each case: seconds per step of :func:`inspector.visualize.visualize` (median interval between steps,
-from its progress callback, after two warm-up steps) against one plain forward+backward pass of the same
-feature extractor (``keras.Model(model.inputs, layer.output)``, gradient of the sum of the output with respect
-to the input, one ``tf.function``) at the same batch and size. The ResNet50 case then gives the time to a
-visualization of 64 maps at 128 px: batched (64 images per pass) against one map at a time (batch 1), each
-extrapolated from the measured seconds per step to the default 256 steps (full runs would take hours on
-2 cores); the extrapolation is said in the output.
+For each case: seconds per step of :func:`inspector.visualize.visualize` (wall time per step from its progress
+callback, after the first two graph calls, which trace; several steps run per call) against one plain
+forward+backward pass of the same feature extractor (``keras.Model(model.inputs, layer.output)``, gradient of
+the sum of the output with respect to the input, one ``tf.function``) at the same batch and size. The ResNet50
+case then gives the time to a visualization of 64 maps at 128 px: batched (64 images per pass) against one map
+at a time (batch 1), each extrapolated from the measured seconds per step to the default 256 steps (full runs
+would take hours on 2 cores); the extrapolation is said in the output.
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ from inspector.visualize import DEFAULTS, visualize
 
 
 def seconds_per_step(model: Any, layer: str, maps: list[int], steps: int, **kw: Any) -> float:
-    stamps: list[float] = []
+    """Wall time per step between the end of the second graph call and the last (the first calls trace)."""
+    stamps: list[tuple[int, float]] = []
 
     def progress(done: int, total: int) -> None:
-        stamps.append(time.perf_counter())
+        stamps.append((done, time.perf_counter()))
 
     visualize(model, layer, maps, steps=steps, progress=progress, reference=None, **kw)
-    gaps = np.diff(stamps)[2:] if len(stamps) > 3 else np.diff(stamps)
-    return float(statistics.median(gaps.tolist()))
+    (d0, t0), (d1, t1) = stamps[min(2, len(stamps) - 2)], stamps[-1]
+    return (t1 - t0) / max(d1 - d0, 1)
 
 
 def plain_pass(model: Any, layer: str, batch: int, shape: tuple[int, ...], repeat: int) -> float:

@@ -280,18 +280,21 @@ def _projective_warp(tf: Any, images: Any, transforms: Any, spatial: tuple[int, 
     sy = (a[3] * xs + a[4] * ys + a[5]) / k
     x0, y0 = tf.floor(sx), tf.floor(sy)
     wx, wy = (sx - x0)[..., None], (sy - y0)[..., None]
-    flat = tf.reshape(images, [batch, height * width, channels])
-
-    def tap(yy: Any, xx: Any) -> Any:
-        inside = (xx >= 0) & (xx <= width - 1) & (yy >= 0) & (yy <= height - 1)
-        xi = tf.clip_by_value(tf.cast(xx, tf.int32), 0, width - 1)
-        yi = tf.clip_by_value(tf.cast(yy, tf.int32), 0, height - 1)
-        values = tf.gather(flat, tf.reshape(yi * width + xi, [batch, -1]), batch_dims=1)
-        values = tf.reshape(values, [batch, height, width, channels])
-        return tf.where(inside[..., None], values, tf.cast(fill, values.dtype))
-
-    return ((1 - wy) * (1 - wx) * tap(y0, x0) + (1 - wy) * wx * tap(y0, x0 + 1)
-            + wy * (1 - wx) * tap(y0 + 1, x0) + wy * wx * tap(y0 + 1, x0 + 1))
+    # One gather instead of four: each pixel of a fill-padded copy carries its 2x2 neighbourhood in the
+    # channels, so the taps (y0, x0) .. (y0 + 1, x0 + 1) are one read (and one scatter in the gradient).
+    # A margin of 2 makes every tap outside the image read the fill: corners are clipped to -2 .. size.
+    pad = 2
+    padded = tf.pad(images, [[0, 0], [pad, pad + 1], [pad, pad + 1], [0, 0]], constant_values=fill)
+    hp, wp = height + 2 * pad, width + 2 * pad
+    quad = tf.concat([padded[:, :hp, :wp], padded[:, :hp, 1:wp + 1], padded[:, 1:hp + 1, :wp],
+                      padded[:, 1:hp + 1, 1:wp + 1]], axis=-1)
+    xi = tf.cast(tf.clip_by_value(x0, -pad, width), tf.int32) + pad
+    yi = tf.cast(tf.clip_by_value(y0, -pad, height), tf.int32) + pad
+    taps = tf.gather(tf.reshape(quad, [batch, hp * wp, 4 * channels]), tf.reshape(yi * wp + xi, [batch, -1]),
+                     batch_dims=1)
+    taps = tf.reshape(taps, [batch, height, width, 4, channels])
+    return ((1 - wy) * (1 - wx) * taps[..., 0, :] + (1 - wy) * wx * taps[..., 1, :]
+            + wy * (1 - wx) * taps[..., 2, :] + wy * wx * taps[..., 3, :])
 
 
 # -- reading the layer (pre-activation and output), inside or outside tf.function -------------------------
@@ -486,7 +489,7 @@ class _Optimizer:
         self.color = tf.constant(_color_matrix()) if plan.channels == 3 else None
         self.lo = tf.constant(plan.lo.astype(np.float32))
         self.span = tf.constant((plan.hi - plan.lo).astype(np.float32))
-        self.step = tf.function(self._step, reduce_retracing=True)
+        self.steps = tf.function(self._steps, reduce_retracing=True)
         self.render = tf.function(self._unit_image, reduce_retracing=True)
 
     # image = sigmoid(colour(irfft(coefficients * 1/f))), channels_last, in (0, 1)
@@ -555,6 +558,21 @@ class _Optimizer:
         v_hat = v / (1.0 - tf.pow(b2, t))
         params = params - self.lr * m_hat / (tf.sqrt(v_hat) + 1e-8)
         return params, m, v, reported
+
+    def _steps(self, params: Any, m: Any, v: Any, first: Any, jitters: Any, onehot: Any, same: Any,
+               warm: Any) -> tuple[Any, Any, Any, Any]:
+        """``len(jitters)`` steps in one call (a graph loop): on a small model the Python and dispatch
+        overhead of one call per step costs more than the step itself. ``first`` is the 0-based index
+        of the first step; steps before ``warm`` read the pre-activation."""
+        tf = self.tf
+        n = tf.shape(jitters)[0]
+        trace = tf.TensorArray(tf.float32, size=n)
+        for k in tf.range(n):
+            s = first + k
+            params, m, v, score = self._step(params, m, v, tf.cast(s + 1, tf.float32), jitters[k], onehot, same,
+                                             s < warm)
+            trace = trace.write(k, tf.cast(score, tf.float32))
+        return params, m, v, trace.stack()
 
 
 # -- results ------------------------------------------------------------------------------------------------
@@ -836,7 +854,7 @@ def visualize(model: Any, layer: str, maps: int | Sequence[int], *, objective: s
               images_per_map: int | None = None, preprocess: str = "auto", mean: Sequence[float] | None = None,
               std: Sequence[float] | None = None, transforms: bool = True, warmup: int | None = None,
               reference: np.ndarray | None = None, reference_sources: Sequence[str] = (),
-              crops: int = DEFAULTS.crops,
+              crops: int = DEFAULTS.crops, steps_per_call: int | None = None,
               progress: Callable[[int, int], bool | None] | None = None) -> Visualization:
     """Optimize one image per map (``images_per_map`` with ``diversity``) of ``layer`` in ``model`` (a Keras 3
     Functional or Sequential model, e.g. from :func:`inspector.runtime.load_runnable`).
@@ -844,8 +862,9 @@ def visualize(model: Any, layer: str, maps: int | Sequence[int], *, objective: s
     ``batch`` images share one forward/backward pass. ``warmup`` (default ``min(16, steps // 4)``) steps read
     the pre-activation (module doc). ``reference`` (natural inputs, model layout, from
     :func:`load_references`) adds the best natural values and those of ``crops`` random crops.
-    ``progress(done, total)`` is called after every step; returning ``False`` stops early (the result then
-    holds the steps done).
+    ``progress(done, total)`` is called after every call of the step loop; returning ``False`` stops early
+    (the result then holds the steps done). ``steps_per_call`` steps run in one graph call (default: as
+    many as take about 0.3 s, at most 32); the images do not depend on it.
     """
     obj = _objective(objective)
     _check(_is_int(steps) and steps >= 1, "--steps", "a positive integer, e.g. 256", steps)
@@ -854,6 +873,8 @@ def visualize(model: Any, layer: str, maps: int | Sequence[int], *, objective: s
     _check(_finite(lr) and lr > 0, "--lr", "a positive number, e.g. 0.05", lr)
     _check(_finite(diversity) and diversity >= 0, "--diversity", "a number >= 0, e.g. 1.0", diversity)
     _check(_is_int(crops) and crops >= 0, "--crops", "an integer >= 0", crops)
+    _check(steps_per_call is None or (_is_int(steps_per_call) and steps_per_call >= 1), "steps_per_call",
+           "a positive integer or None", steps_per_call)
     if images_per_map is None:
         images_per_map = 4 if diversity > 0 else 1
     _check(_is_int(images_per_map) and images_per_map >= 1, "--images", "a positive integer", images_per_map)
@@ -900,15 +921,21 @@ def visualize(model: Any, layer: str, maps: int | Sequence[int], *, objective: s
         params = tf.constant(params0)
         m, v = tf.zeros_like(params), tf.zeros_like(params)
         trace = np.zeros((steps, len(chunk)), np.float64)
-        for s in range(steps):
-            params, m, v, score = kerascompat.call(
-                opt.step, params, m, v, tf.constant(float(s + 1)), tf.constant(jit[s]), onehot, same,
-                tf.constant(s < warm))
-            trace[s] = np.asarray(score)
+        s, per_call = 0, 1 if steps_per_call is None else steps_per_call
+        while s < steps:
+            k = min(per_call, steps - s)
+            tick = time.perf_counter()
+            params, m, v, scores = kerascompat.call(
+                opt.steps, params, m, v, tf.constant(s, tf.int32), tf.constant(jit[s:s + k]), onehot, same,
+                tf.constant(warm, tf.int32))
+            trace[s:s + k] = np.asarray(scores)
+            s += k
+            if steps_per_call is None and s > 1:  # calls of about 0.3 s: cheap steps batched, progress still lively
+                per_call = int(np.clip(0.3 * k / max(time.perf_counter() - tick, 1e-6), 1, 32))
             if progress is not None:
                 total = steps * math.ceil(len(map_list) / maps_per_pass)
-                if progress(first // maps_per_pass * steps + s + 1, total) is False:
-                    done_steps, stop = s + 1, True
+                if progress(first // maps_per_pass * steps + s, total) is False:
+                    done_steps, stop = s, True
                     break
         finals.append(np.asarray(opt.render(params)))
         traces.append(trace[:done_steps])

@@ -159,6 +159,10 @@ def test_same_seed_same_image_and_batching(digits: Any) -> None:
     assert not np.array_equal(a.image, c.image)
     # Each image has its own seed stream: batched or one at a time, the same optimization (rounding aside).
     assert np.allclose(a.image, one.image, atol=1e-3)
+    # Several steps per graph call (the default adapts the count to the step's speed) change nothing.
+    for per_call in (1, 5, 12):
+        d = visualize(digits, "conv2", [0, 2, 4], seed=3, steps_per_call=per_call, **kw)
+        assert np.array_equal(a.image, d.image) and np.array_equal(a.activation_trace, d.activation_trace)
 
 
 def test_npz_round_trip_on_sample_model(shapes: Any, tmp_path: Path) -> None:
@@ -221,10 +225,11 @@ def test_projective_warp_equals_tensorflows_op() -> None:
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    images = rng.random((3, 12, 10, 3)).astype("float32")
+    images = rng.random((5, 12, 10, 3)).astype("float32")  # the last two read mostly outside the image
     c, s = np.cos(0.15), np.sin(0.15)
     transforms = np.array([[1, 0, 1.3, 0, 1, -0.7, 0, 0], [c * 1.05, -s, 0.8, s, c * 0.95, -0.4, 0, 0],
-                           [0.9, 0, 0.5, 0, 1.1, -0.6, 0.001, -0.002]], "float32")
+                           [0.9, 0, 0.5, 0, 1.1, -0.6, 0.001, -0.002],
+                           [1, 0, 11.5, 0, 1, -13.2, 0, 0], [1.4, 0.3, -8.6, -0.2, 1.6, 9.1, 0, 0]], "float32")
     want = tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=[12, 10],
                                                  fill_value=0.5, interpolation="BILINEAR", fill_mode="CONSTANT")
     got = _projective_warp(tf, tf.constant(images), tf.constant(transforms), (12, 10), 0.5)
