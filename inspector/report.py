@@ -321,18 +321,27 @@ def visualize_section(model: Any, index: ModelIndex, layers: list[LayerRecord], 
 
 
 def examples_section(model: Any, index: ModelIndex, layers: list[LayerRecord], options: ReportOptions) -> Section:
-    """Dataset examples through :mod:`inspector.examples` (its figure and numbers)."""
+    """Dataset examples (:func:`inspector.examples.find_examples`) of the strongest maps of one layer."""
+    from .render.report import examples_figure
+    from .stats import filter_health
+
     examples = _examples_module()
     assert examples is not None and options.examples is not None
     rec = index.layer(options.visualize_layer) if options.visualize_layer else layers[-1]
-    found = examples.find_examples(model, rec.path, options.examples)
-    figure = getattr(examples, "examples_figure", None)
-    sec = Section("examples", f"Dataset examples: {rec.path}",
-                  [f"The inputs of {options.examples} that excite the maps of {rec.path} most."],
-                  data={"layer": rec.path, "examples": getattr(found, "to_dict", lambda: {})()})
-    if figure is not None:
-        sec.figures.append(("Top dataset examples per map.", figure(found)))
-    return sec
+    h = filter_health(rec, index=index, dup_threshold=None, channel_matrix=False)
+    maps = sorted(int(j) for j in np.argsort(-h.map_norms, kind="stable")[:options.visualize_maps])
+    source = index.keras_model if index.keras_model is not None else index.source
+    found = examples.find_examples(source, options.examples, [rec.path], maps=",".join(map(str, maps)), k=6,
+                                   unsafe=options.unsafe)
+    crops = examples.crop_examples(found, rec.path, maps)
+    fig = examples_figure(crops, title=f"{rec.path}: the inputs of {Path(options.examples).name} that excite "
+                                       f"maps {', '.join(map(str, maps))} most", dpi=options.dpi)
+    return Section("examples", f"Dataset examples: {rec.path}",
+                   [f"{found.images_scanned} images scanned; per map (the strongest by kernel norm) the "
+                    f"{found.k} whose maximum activation is highest, cropped to the receptive field of that "
+                    f"position."],
+                   figures=[("Top dataset examples per map (value above each crop).", fig)],
+                   data={"layer": rec.path, "maps": maps, "examples": found.to_dict()})
 
 
 def report_sections(index: ModelIndex, options: ReportOptions,

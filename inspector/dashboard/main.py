@@ -22,6 +22,7 @@ from inspector.dashboard import (
     DEBUG_ENV,
     loading,
     page_activations,
+    page_compare,
     page_export,
     page_filters,
     page_overview,
@@ -42,6 +43,7 @@ PAGES: dict[str, Callable[[ModelIndex, loading.ModelKey], None]] = {
     "Visualize": page_visualize.visualize_page,
     "Weights": page_weights.weights_page,
     "Export": page_export.export_page,
+    "Compare": page_compare.compare_page,
 }
 
 

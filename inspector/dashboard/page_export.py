@@ -23,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from inspector.dashboard import jobs, loading, views
+from inspector.dashboard.report_widget import report_download
 from inspector.dashboard.widgets import layer_choice_ui
 from inspector.errors import InspectorError
 from inspector.export import ExportFormat, Manifest, export_batch
@@ -133,6 +134,7 @@ def export_page(index: ModelIndex, key: loading.ModelKey) -> None:
             return
         jobs.start(_JOB, ExportJob(name, key, total=sum(len(p.maps) for p in plan)), work)
     _job_status(key)
+    report_download(index, key)
 
 
 def _job_status(key: loading.ModelKey) -> None:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from ..formatting import table_lines
 from .common import LABEL_PT
 
-__all__ = ["parameter_chart", "text_pages", "write_html", "write_pdf"]
+__all__ = ["examples_figure", "parameter_chart", "text_pages", "write_html", "write_pdf"]
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
@@ -77,6 +77,28 @@ def parameter_chart(index: Any, *, most: int = 40, dpi: float = 100) -> Figure:
     ax.legend(fontsize=LABEL_PT, loc="lower right")
     more = f"; the {len(shown)} largest of {len(weighted)} layers with weights" if len(shown) < len(weighted) else ""
     ax.set_title(f"{index.name or 'model'}: {index.total_params:,} parameters{more}", fontsize="medium")
+    return fig
+
+
+def examples_figure(crops: list[tuple[int, list[tuple[Any, np.ndarray]]]], *, title: str,
+                    dpi: float = 100) -> Figure:
+    """Dataset-example crops: one row per map, its examples left to right (best first), value above each."""
+    cols = max((len(row) for _, row in crops), default=1) or 1
+    fig = Figure(figsize=(1.0 + 1.2 * cols, 0.8 + 1.35 * max(len(crops), 1)), dpi=dpi, layout="constrained")
+    axes = np.atleast_2d(fig.subplots(max(len(crops), 1), cols, squeeze=False))
+    for r, (j, row) in enumerate(crops):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(row):
+                example, crop = row[c]
+                ax.imshow(crop if crop.shape[-1] == 3 else crop[..., 0], cmap=None if crop.shape[-1] == 3 else "gray")
+                ax.set_title(f"{example.value:.3g}", fontsize=LABEL_PT)
+            else:
+                ax.set_axis_off()
+        axes[r, 0].set_ylabel(f"map {j}", fontsize=LABEL_PT)
+    fig.suptitle(title, fontsize="medium")
     return fig
 
 
