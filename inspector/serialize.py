@@ -7,6 +7,7 @@ FilterSet(s)           the NPZ keys as JSON values                 ``inspector f
 Decomposition          ``to_arrays()`` + kind, class, sample, notes  ``inspector decompose --npz`` layout
 LayerStats             ``LayerStats.to_dict()`` (``stats --json``)  per-map and histogram arrays + ``meta``
 ModelSummary           ``ModelIndex.to_dict()`` (``summary --json``)  ``meta`` (a JSON string)
+Comparison             ``Comparison.to_dict()`` (``compare --json``)  (JSON only)
 =====================  ==========================================  ==========================================
 
 The FilterSet and Decomposition NPZ layouts are documented (export.py, decompose.py) and unchanged;
@@ -192,6 +193,10 @@ def to_json(result: Any) -> dict[str, Any]:
     layer_stats, health, tensor, _ = _stats_types()
     if isinstance(result, ModelSummary):
         return asdict(result)
+    from .compare import Comparison
+
+    if isinstance(result, Comparison):  # the `inspector compare --json` object (docs/report.md)
+        return jsonable(result.to_dict())
     if isinstance(result, (layer_stats, tensor)):
         return result.to_dict(histogram=True)
     if isinstance(result, health):
@@ -207,6 +212,10 @@ def from_json(cls: type[T], data: dict[str, Any]) -> T:
     layer_stats, health, tensor, _ = _stats_types()
     if cls is ModelSummary:
         return ModelSummary(**data)  # type: ignore[return-value]
+    from .compare import Comparison
+
+    if cls is Comparison:
+        return Comparison.from_dict(data)  # type: ignore[return-value]
     if cls is layer_stats:
         return _layer_stats_from_json(data)
     if cls is health:
