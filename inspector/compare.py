@@ -177,6 +177,31 @@ class Comparison:
         raise SelectionError(f"no layer {path!r} in this comparison; accepted: "
                              f"{', '.join(e.path for e in self.layers[:8])}... Received: {path!r}")
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Comparison:
+        """The inverse of :meth:`to_dict` (null numbers read back as NaN, inf as inf where they were)."""
+        def num(v: Any) -> float:
+            return math.nan if v is None else float(v)
+
+        layers = []
+        for e in d["layers"]:
+            layers.append(LayerComparison(
+                path=e["path"], status=Status(e["status"]), kind=e["kind"], path_b=e.get("path_b"),
+                matched_by=e.get("matched_by"), class_name=e.get("class_name"),
+                shapes_a={k: tuple(v) for k, v in e.get("shapes_a", {}).items()},
+                shapes_b={k: tuple(v) for k, v in e.get("shapes_b", {}).items()},
+                relative_change=e.get("relative_change"),
+                weight_changes={k: num(v) for k, v in e.get("weight_changes", {}).items()},
+                max_abs_change=e.get("max_abs_change"),
+                maps=[MapChange(int(m["map"]), num(m["cosine"]), num(m["relative_change"]), num(m.get("norm_a")),
+                                num(m.get("norm_b"))) for m in e.get("maps", [])],
+                matching=e.get("matching"), matching_cosine=e.get("matching_cosine"), cka=e.get("cka"),
+                bn_folded=e.get("bn_folded"), notes=list(e.get("notes", []))))
+        return cls(a=d["a"], b=d["b"], format_a=d.get("format_a", ""), format_b=d.get("format_b", ""),
+                   layers=layers, tolerance=float(d.get("tolerance", DEFAULT_TOLERANCE)),
+                   fold_bn=bool(d.get("fold_bn", False)), match=str(d.get("match", Match.AUTO)),
+                   inputs=list(d.get("inputs", [])), notes=list(d.get("notes", [])))
+
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "format_a": self.format_a, "format_b": self.format_b,
                 "tolerance": self.tolerance, "fold_bn": self.fold_bn, "match": str(self.match),

@@ -294,3 +294,13 @@ def test_bad_input_is_one_line(files: dict[str, Any], tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert phrase in lines[0]
+
+
+def test_json_round_trip(files: dict[str, Any]) -> None:
+    from inspector.compare import Comparison
+    from inspector.serialize import from_json, to_json
+
+    result = _cmp(files, "permuted.keras")
+    data = json.loads(json.dumps(to_json(result), allow_nan=False))
+    back = from_json(Comparison, data)
+    assert back.to_dict() == result.to_dict()
