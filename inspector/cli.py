@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decompose": ("inspector.commands.decompose", "split one output map into per-input-channel contributions"),
     "visualize": ("inspector.commands.visualize", "feature visualization: the input a map responds to most"),
     "stats": ("inspector.commands.stats", "weight statistics and filter health"),
+    "examples": ("inspector.commands.examples", "the dataset images (and patches) that excite each map most"),
     "report": ("inspector.commands.report", "one self-contained HTML or PDF report of a model, with a JSON sidecar"),
     "compare": ("inspector.commands.compare", "which layers and filters changed between two models"),
     "app": ("inspector.commands.app", "open the Streamlit dashboard"),

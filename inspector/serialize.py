@@ -32,6 +32,7 @@ import numpy as np
 
 from .decompose import Decomposition
 from .errors import SelectionError
+from .examples import ExamplesResult
 from .filters import FilterSet
 from .outputs import npz_path, write_npz, writing
 from .records import LayerKind, ModelIndex
@@ -197,6 +198,8 @@ def to_json(result: Any) -> dict[str, Any]:
 
     if isinstance(result, Comparison):  # the `inspector compare --json` object (docs/report.md)
         return jsonable(result.to_dict())
+    if isinstance(result, ExamplesResult):  # the `inspector examples --json` object (docs/examples.md)
+        return jsonable(result.to_dict())
     if isinstance(result, (layer_stats, tensor)):
         return result.to_dict(histogram=True)
     if isinstance(result, health):
@@ -216,6 +219,8 @@ def from_json(cls: type[T], data: dict[str, Any]) -> T:
 
     if cls is Comparison:
         return Comparison.from_dict(data)  # type: ignore[return-value]
+    if cls is ExamplesResult:
+        return ExamplesResult.from_dict(data)  # type: ignore[return-value]
     if cls is layer_stats:
         return _layer_stats_from_json(data)
     if cls is health:

@@ -23,6 +23,7 @@ from inspector.dashboard import (
     loading,
     page_activations,
     page_compare,
+    page_examples,
     page_export,
     page_filters,
     page_overview,
@@ -41,6 +42,7 @@ PAGES: dict[str, Callable[[ModelIndex, loading.ModelKey], None]] = {
     "Filters": page_filters.filters_page,
     "Activations": page_activations.activations_page,
     "Visualize": page_visualize.visualize_page,
+    "Examples": page_examples.examples_page,
     "Weights": page_weights.weights_page,
     "Export": page_export.export_page,
     "Compare": page_compare.compare_page,
@@ -55,7 +57,7 @@ def show_error(exc: BaseException) -> None:
 #: Widget keys whose values must survive a page switch. Streamlit drops the state of widgets that
 #: were not drawn in a run, so a page that is not shown would forget its layer and map; writing the
 #: value back each run makes it plain session state, which is kept.
-_PERSIST_PREFIXES = ("ov_", "flt_", "act_", "w_", "exp_", "vis_")
+_PERSIST_PREFIXES = ("ov_", "flt_", "act_", "w_", "exp_", "vis_", "ex_")
 #: Keys that are not plain values (buttons, downloads, uploads, tables) and must not be written.
 _NOT_VALUES = ("_prev", "_next", "_dl_", "_run", "_download", "_upload", "_table", "_heatmap", "_cancel")
 
