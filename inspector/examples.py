@@ -790,6 +790,12 @@ def find_examples(model: str | os.PathLike[str] | Any, images: str | os.PathLike
         raise SelectionError(f"the batch size must be a positive integer, e.g. 32. Received: {batch!r}")
     if engine not in ("local", "ray"):
         raise SelectionError(f"the engine must be local or ray. Received: {engine!r}")
+    if engine == "ray":  # a missing Ray or a cluster that does not answer is said before any work
+        from .examples_ray import preflight
+
+        preflight(ray_address)
+    elif ray_address:
+        raise SelectionError(f"a Ray address needs the ray engine. Received: ray_address={ray_address!r}")
     selection = parse_maps(maps)
     layer_names = [layers] if isinstance(layers, str) else list(layers)
     if not layer_names:

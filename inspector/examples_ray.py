@@ -33,7 +33,7 @@ from .examples import (
     scan_batch,
 )
 
-__all__ = ["run_ray"]
+__all__ = ["check_address", "preflight", "run_ray"]
 
 
 def _import_ray() -> Any:
@@ -61,6 +61,13 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         raise ModelNotRunnableError(f"no Ray cluster answers at this address ({exc.strerror or exc}); start one "
                                     f"with 'ray start --head' or drop --ray-address for a local Ray. "
                                     f"Received: {describe_received(address)}") from exc
+
+
+def preflight(address: str | None) -> None:
+    """Ray importable and, when given, the cluster address answering."""
+    _import_ray()
+    if address:
+        check_address(address)
 
 
 class ScanActor:
@@ -123,8 +130,6 @@ def run_ray(model_path: str, plan: ScanPlan, states: dict[str, LayerState], *, b
             progress: ProgressFn | None, unsafe: bool) -> None:
     """Scan every image of ``plan`` on Ray Data, merging into ``states`` (fresh states of ``plan.paths``)."""
     ray = _import_ray()
-    if address:
-        check_address(address)
     started = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
