@@ -160,7 +160,7 @@ def test_top_k_equals_brute_force(images, models, brute, name, k, maps):
 
 
 def test_cache_makes_a_rerun_instant_and_serves_smaller_k(images, models, cache_folder):
-    _, layers, path = models["plain"]
+    _, _, path = models["plain"]
     first = find_examples(path, images, ["c2", "c3"], k=5, batch=32)
     assert not first.from_cache and any(cache_folder.rglob("*.npz"))
     again = find_examples(path, images, ["c3", "c2"], k=3, maps="0-1", batch=32)
