@@ -377,7 +377,7 @@ def _cosines(dot: np.ndarray, na: np.ndarray, nb: np.ndarray) -> np.ndarray:
 
 def _assignment(score: np.ndarray) -> np.ndarray:
     try:
-        from scipy.optimize import linear_sum_assignment
+        from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
     except ImportError as exc:
         raise missing_dependency("scipy", "run", "the permutation-aware map matching of inspector compare") from exc
     rows, cols = linear_sum_assignment(score, maximize=True)

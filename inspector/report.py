@@ -100,7 +100,7 @@ def sidecar_path(out: str | os.PathLike[str]) -> Path:
 def _examples_module() -> Any:
     """The dataset-examples module, when this version has it."""
     try:
-        from . import examples  # type: ignore[attr-defined]
+        from . import examples
     except ImportError:
         return None
     return examples

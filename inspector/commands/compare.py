@@ -13,7 +13,9 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ._argtypes import positive_int
 
@@ -95,7 +97,7 @@ def write_figures(a: object, b: object, result: object, out: Path, *, top_layers
     assert isinstance(result, Comparison) and isinstance(a, ModelIndex) and isinstance(b, ModelIndex)
     layers = list(iter_changed(result))[:top_layers]
     if figure_format(out) is FileFormat.PDF:
-        def pages():  # type: ignore[no-untyped-def]
+        def pages() -> Iterator[Any]:
             yield drift_figure(result)
             for entry in layers:
                 yield changed_maps_figure(a, b, entry, n_maps=top_maps)
