@@ -304,3 +304,24 @@ def test_json_round_trip(files: dict[str, Any]) -> None:
     data = json.loads(json.dumps(to_json(result), allow_nan=False))
     back = from_json(Comparison, data)
     assert back.to_dict() == result.to_dict()
+
+
+def test_dashboard_compare_page(files: dict[str, Any]) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from inspector.dashboard import MAIN_SCRIPT
+
+    at = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=120).run()
+    at.radio(key="src_kind").set_value("Path").run()
+    at.text_input(key="src_path").set_value(str(files["folder"] / "a.keras")).run()
+    at.radio(key="page").set_value("Compare").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    at.text_input(key="cmp_path").set_value(str(files["folder"] / "permuted.keras")).run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    table = next(df.value for df in at.dataframe if "status" in df.value.columns)
+    assert dict(zip(table["layer"], table["status"], strict=True))["c1"] == "changed"
+    assert (table["status"] == "same").sum() == len(files["a"]) - 1
+    assert int(table.set_index("layer").loc["c1", "sign-flipped maps"]) == int((SIGN < 0).sum())
+    assert at.selectbox(key="cmp_layer").value == "c1"
+    assert len(at.image) == 2  # drift overview and the most-changed maps

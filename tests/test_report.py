@@ -176,3 +176,23 @@ def test_write_report_in_process_streams_sections(tmp_path: Path) -> None:
         assert first.key == "model" and first.figures == []
     assert [p.name for p in written] == ["r.html", "r.json"]
     assert seen[-1][0] == seen[-1][1] and [w for _, _, w in seen if w in ("conv1", "conv2", "digit_probs")]
+
+
+def test_dashboard_download_report_button() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from inspector.dashboard import MAIN_SCRIPT
+
+    at = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=120).run()
+    at.radio(key="src_kind").set_value("Path").run()
+    at.text_input(key="src_path").set_value(str(SAMPLES / "digits_cnn.keras")).run()
+    at.radio(key="page").set_value("Export").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key="rep_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    from inspector.dashboard.report_widget import _STATE
+
+    (_key, fmt, _options), data = at.session_state[_STATE]
+    assert fmt == "html" and data.startswith(b"<!DOCTYPE html>") and b"conv2 (Conv2D, conv)" in data
+    assert not re.search(rb'src="(?!data:)', data)
+    assert any("digits_cnn_report.html" in c.value for c in at.caption)
