@@ -298,3 +298,48 @@ def test_ray_engine_gives_the_local_result(images, models, local_ray):
 
 def test_errors_are_inspector_errors():
     assert issubclass(InputDataError, InspectorError) and issubclass(SelectionError, InspectorError)
+
+
+# -- dashboard ---------------------------------------------------------------------------------------------
+
+def _panel_script(model_path: str, layer: str, map_index: int) -> None:
+    from inspector.dashboard import loading
+    from inspector.dashboard.examples_panel import examples_panel
+
+    key = loading.model_key(model_path)
+    examples_panel(loading.load_index(*key), key, layer, map_index)
+
+
+def test_dashboard_examples_page_and_filters_panel(images, models, cache_folder, monkeypatch):
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from inspector.dashboard import MAIN_SCRIPT
+
+    _, _, path = models["plain"]
+    panel = AppTest.from_function(_panel_script, args=(str(path), "c2", 1), default_timeout=120).run()
+    assert not panel.exception and not panel.image  # nothing cached: a hint and a button, no scan
+    assert any("no scan" in c.value for c in panel.caption) and panel.button
+
+    at = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=120).run()
+    at.radio(key="src_kind").set_value("Path").run()
+    at.text_input(key="src_path").set_value(str(path)).run()
+    at.radio(key="page").set_value("Examples").run()
+    at.text_input(key="ex_folder").set_value(str(images)).run()
+    at.multiselect(key="ex_layers").set_value(["c2"]).run()
+    at.number_input(key="ex_k").set_value(4).run()
+    at.button(key="ex_run").click().run()
+    deadline = time.monotonic() + 120
+    while not at.success and time.monotonic() < deadline:
+        time.sleep(1.0)
+        at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert f"{N_IMAGES} images scanned, 2 skipped" in at.success[0].value
+    assert any("c2: maps 0–4 of 5" in c for img in at.image for c in img.captions)
+
+    panel = AppTest.from_function(_panel_script, args=(str(path), "c2", 1), default_timeout=120).run()
+    assert not panel.exception
+    captions = [c for img in panel.image for c in img.captions]
+    api = find_examples(path, images, "c2", maps="1", k=4)
+    assert api.from_cache and captions and api.layers[0].maps[0].top[0].file in captions[0]
