@@ -5,13 +5,14 @@
 #   make typecheck - mypy over inspector/ ([tool.mypy] in pyproject.toml; tests/test_typecheck.py runs it too)
 #   make test-no-onednn - the whole suite as on a CPU whose TensorFlow has oneDNN off (see docs/architecture.md)
 #   make test-core - the core install without TensorFlow/Keras in a fresh venv (tests/test_core_only.py)
+#   make fuzz-long - 200,000 fuzz cases with a fresh seed (FUZZ_SEED=... FUZZ_CASES=... to choose; docs/limits.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP_ALL := $(VENV)/.installed-all
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: app test test-no-onednn test-core bench lint typecheck system-deps clean
+.PHONY: app test test-no-onednn test-core bench lint typecheck system-deps clean fuzz-long
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +56,7 @@ test-core: $(STAMP_TEST)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache test-artifacts
+
+FUZZ_CASES ?= 200000
+fuzz-long: $(STAMP_TEST)
+	$(PY) tests/fuzz_runner.py --cases $(FUZZ_CASES) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED),)

@@ -9,19 +9,81 @@ Facts used here are in docs/formats.md §1.3 and §1.5:
 * A ``.keras`` file names each layer's HDF5 group ``snake_case(class)`` with ``_1``, ``_2`` ... per container.
 * A layer's output shape is recorded by its consumers (``__keras_tensor__`` shapes), so it is known
   exactly for every layer that feeds another one; the rest come from :mod:`inspector.shapes`.
+
+Configs come from strangers, so :func:`load_config_json` bounds their size and nesting before they are
+parsed, :func:`parse_model_config` bounds the layer count, and every step is linear in the number of
+layers (docs/limits.md). A config the parser cannot make sense of is a :class:`CorruptModelError`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import CorruptModelError
 from .kinds import CONTAINER_CLASSES, is_raw_op, snake_case
 from .records import Shape
 
-__all__ = ["ConfigLayer", "ModelGraph", "parse_model_config"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_DEPTH",
+    "MAX_LAYERS",
+    "ConfigLayer",
+    "ModelGraph",
+    "json_depth",
+    "load_config_json",
+    "parse_model_config",
+]
+
+#: Largest model config accepted (bytes of JSON). A 3,751-layer model's config is about 3 MB.
+MAX_CONFIG_BYTES = 256 * 2**20
+#: Deepest JSON nesting accepted. Keras configs nest about 6 levels per nested model; the parser and
+#: ``copy.deepcopy`` recurse per level, so this stays well inside Python's recursion limit.
+MAX_CONFIG_DEPTH = 200
+#: Most layers (nested models' layers included) a config may list.
+MAX_LAYERS = 200_000
+
+
+def json_depth(value: Any, limit: int = MAX_CONFIG_DEPTH) -> int:
+    """Nesting depth of a JSON value (iterative; stops counting past ``limit``)."""
+    deepest = 0
+    level: list[Any] = [value] if isinstance(value, (dict, list)) else []
+    while level:  # breadth first, one list per level: no per-item tuples
+        deepest += 1
+        if deepest > limit:
+            return deepest
+        following: list[Any] = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, (dict, list)):
+                    following.append(child)
+        level = following
+    return deepest
+
+
+def load_config_json(data: bytes | str, what: str, received: str,
+                     expected: str = "expected a Keras model config") -> Any:
+    """``json.loads`` with the limits of docs/limits.md; ``what`` names the document in errors, ``expected``
+    says what is accepted."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise CorruptModelError(f"{what} is {len(data):,} bytes, more than the {MAX_CONFIG_BYTES:,}-byte limit for "
+                                f"a model config (docs/limits.md); {expected}. Received: {received}")
+    try:
+        value = json.loads(data)
+    except RecursionError as exc:
+        raise CorruptModelError(f"{what} nests deeper than Python can parse; accepted configs nest at most "
+                                f"{MAX_CONFIG_DEPTH} levels (docs/limits.md); {expected}. Received: "
+                                f"{received}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptModelError(f"{what} is not valid JSON ({exc}); the file is damaged; {expected}. "
+                                f"Received: {received}") from exc
+    if json_depth(value) > MAX_CONFIG_DEPTH:
+        raise CorruptModelError(f"{what} nests deeper than {MAX_CONFIG_DEPTH} levels, more than any Keras config "
+                                f"(docs/limits.md); {expected}. Received: {received}")
+    return value
 
 
 @dataclass
@@ -78,7 +140,8 @@ def _shape(value: Any) -> Shape | list[Shape] | None:
     if isinstance(value, (list, tuple)):
         if any(isinstance(v, (list, tuple, Mapping)) for v in value):
             return [s for s in (_shape(v) for v in value) if s is not None]  # type: ignore[misc]
-        return tuple(None if v is None else int(v) for v in value)
+        # Only integers are sizes; anything else (a tampered string, float or bool) is an unknown size.
+        return tuple(v if isinstance(v, int) and not isinstance(v, bool) else None for v in value)
     return None
 
 
@@ -187,6 +250,8 @@ class _Parser:
     def _add(self, layer: ConfigLayer, entry: Mapping[str, Any], inbound: list[str]) -> None:
         layer.inbound = inbound
         self.layers.append(layer)
+        if len(self.layers) > MAX_LAYERS:
+            raise _TooManyLayers()
         if layer.is_container:
             self.container(entry, layer.path + "/", inbound, layer.trainable)
 
@@ -250,10 +315,11 @@ class _Parser:
             by_name[name] = layer
             members.append(layer)
             pending.append((layer, sub, producers))
+        through: dict[str, list[str]] = {}
         for layer, sub, producers in pending:
             resolved: list[str] = []
             for pname in producers:
-                for real in _through_raw_ops(pname, raw_ops):
+                for real in _through_raw_ops(pname, raw_ops, through):
                     if real in by_name and by_name[real].path not in resolved:
                         resolved.append(by_name[real].path)
             self._add(layer, sub, resolved)
@@ -267,35 +333,55 @@ class _Parser:
 
     def resolve_container_edges(self) -> None:
         """Point edges at real layers: a consumer of a nested model reads that model's output layers."""
-        containers = {layer.path for layer in self.layers if layer.is_container}
+        by = {x.path: x for x in self.layers}
+        containers = {layer.path: layer for layer in self.layers if layer.is_container}
+        expanded: dict[str, list[str]] = {}
 
-        def expand(path: str, seen: frozenset[str] = frozenset()) -> list[str]:
-            if path not in containers or path in seen:
+        def expand(path: str) -> list[str]:
+            """A container's real output layers, each container expanded once (memoised, cycle-safe)."""
+            if path not in containers:
                 return [path]
-            out: list[str] = []
-            for p in self.container_outputs.get(path, []):
-                out.extend(expand(p, seen | {path}))
-            return out
+            if path not in expanded:
+                expanded[path] = []  # a container that (in a damaged config) outputs itself adds nothing
+                out: list[str] = []
+                for p in self.container_outputs.get(path, []):
+                    out.extend(q for q in expand(p) if q not in out)
+                expanded[path] = out
+            return expanded[path]
 
         for layer in self.layers:
             layer.inbound = [p for src in layer.inbound for p in expand(src)]
             # A nested Functional's InputLayers read what the container reads.
             if layer.class_name == "InputLayer" and layer.container_path in containers:
-                outer = next(c for c in self.layers if c.path == layer.container_path)
-                layer.inbound = list(outer.inbound)
+                layer.inbound = list(containers[layer.container_path].inbound)
         for layer in self.layers:
             if layer.is_container:
                 outs = self.container_outputs.get(layer.path, [])
-                by = {x.path: x for x in self.layers}
                 shapes = [by[p].output_shape for p in outs if p in by]
                 if layer.output_shape is None and len(shapes) == 1:
                     layer.output_shape = shapes[0]
 
 
-def _through_raw_ops(name: str, raw_ops: Mapping[str, list[str]], depth: int = 0) -> list[str]:
-    if name not in raw_ops or depth > 50:
+def _through_raw_ops(name: str, raw_ops: Mapping[str, list[str]], memo: dict[str, list[str]]) -> list[str]:
+    """The layers behind a chain of raw ops (iterative, each op resolved once: no blow-up on shared ops)."""
+    if name not in raw_ops:
         return [name]
-    return [n for p in raw_ops[name] for n in _through_raw_ops(p, raw_ops, depth + 1)]
+    if name in memo:
+        return memo[name]
+    out: list[str] = []
+    seen = {name}
+    stack = list(reversed(raw_ops[name]))
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current in raw_ops:
+            stack.extend(reversed(raw_ops[current]))
+        elif current not in out:
+            out.append(current)
+    memo[name] = out
+    return out
 
 
 def _is_container(entry: Mapping[str, Any]) -> bool:
@@ -307,8 +393,34 @@ def _is_container(entry: Mapping[str, Any]) -> bool:
     )
 
 
+class _TooManyLayers(Exception):
+    pass
+
+
 def parse_model_config(model_config: Mapping[str, Any]) -> ModelGraph:
-    """Flatten a top-level model config ``{"class_name", "config", ...}`` into a :class:`ModelGraph`."""
+    """Flatten a top-level model config ``{"class_name", "config", ...}`` into a :class:`ModelGraph`.
+
+    Raises :class:`CorruptModelError` for a config that does not describe a model (wrong types, missing
+    parts) or is beyond the limits of docs/limits.md.
+    """
+    if not isinstance(model_config, Mapping):
+        raise CorruptModelError(f"the model config is a JSON {type(model_config).__name__}, not an object; "
+                                f"expected a Keras model config. Received: {str(model_config)[:80]!r}")
+    try:
+        return _parse(model_config)
+    except _TooManyLayers as exc:
+        raise CorruptModelError(f"the model config lists more than {MAX_LAYERS:,} layers, beyond the limit of "
+                                f"docs/limits.md; expected a Keras model config. Received: a config of class "
+                                f"{str(model_config.get('class_name'))[:40]!r}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise CorruptModelError(f"the model config does not describe a Keras model we can read "
+                                f"({type(exc).__name__}: {str(exc)[:200]}); the file is damaged or of an unknown "
+                                f"variant; expected a Keras model config. Received: a config of class "
+                                f"{str(model_config.get('class_name'))[:40]!r}"
+                                ) from exc
+
+
+def _parse(model_config: Mapping[str, Any]) -> ModelGraph:
     class_name = str(model_config.get("class_name", ""))
     cfg = model_config.get("config") or {}
     name = cfg.get("name") if isinstance(cfg, Mapping) else None

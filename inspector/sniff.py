@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
 from enum import StrEnum
 
@@ -17,11 +18,46 @@ import h5py
 
 from .errors import ACCEPTED_FORMATS, CorruptModelError, ModelFormatError, UnsupportedFormatError
 
-__all__ = ["HDF5_KINDS", "Sniffed", "describe_file", "sniff"]
+__all__ = ["HDF5_KINDS", "MAX_ZIP_MEMBERS", "Sniffed", "check_zip_directory", "describe_file", "sniff"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+#: Most members a model archive may list (Keras writes 3, plus assets); checked before the directory is parsed.
+MAX_ZIP_MEMBERS = 10_000
+_EOCD = struct.Struct("<4sHHHHIIH")
+_ZIP64_LOCATOR = struct.Struct("<4sIQI")
+_ZIP64_EOCD = struct.Struct("<4sQHHIIQQQQ")
+
+
+def check_zip_directory(path: str, limit: int = MAX_ZIP_MEMBERS) -> None:
+    """Refuse a zip whose end-of-central-directory record lists more than ``limit`` members or a central
+    directory larger than the file, before ``zipfile`` reads (and allocates for) the directory."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        tail_start = max(0, size - (_EOCD.size + 0xFFFF))
+        fh.seek(tail_start)
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + _EOCD.size > len(tail):
+            return  # no record: zipfile reports the damage in its own words
+        _, _, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(tail, at)
+        locator_at = at - _ZIP64_LOCATOR.size
+        if locator_at >= 0 and tail[locator_at:locator_at + 4] == b"PK\x06\x07":
+            _, _, zip64_offset, _ = _ZIP64_LOCATOR.unpack_from(tail, locator_at)
+            if 0 <= zip64_offset <= size - _ZIP64_EOCD.size:
+                fh.seek(zip64_offset)
+                record = fh.read(_ZIP64_EOCD.size)
+                if record[:4] == b"PK\x06\x06":
+                    fields = _ZIP64_EOCD.unpack(record)
+                    entries, cd_size = max(entries, fields[6]), max(cd_size, fields[8])
+    if entries > limit:
+        raise CorruptModelError(f"the zip archive lists {entries:,} members, more than the {limit:,} a model archive "
+                                f"may hold (docs/limits.md); expected a .keras archive as Keras writes it. "
+                                f"Received: {path}")
+    if cd_size > size:
+        raise CorruptModelError(f"the zip archive's central directory claims {cd_size:,} bytes, more than the whole "
+                                f"{size:,}-byte file; it is damaged; expected a complete zip archive. Received: {path}")
 
 
 class Sniffed(StrEnum):
@@ -73,7 +109,7 @@ def _sniff_hdf5(path: str) -> Sniffed:
     """Open the HDF5 file only to read its top level; the reader opens it again for itself."""
     try:
         h5 = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         raise CorruptModelError(
             f"HDF5 file that cannot be opened ({exc}); it may be truncated or damaged; expected {ACCEPTED_FORMATS}. "
             f"Received: {path}") from exc
@@ -94,9 +130,10 @@ def _sniff_hdf5(path: str) -> Sniffed:
 
 def _describe_zip(path: str) -> str:
     try:
+        check_zip_directory(path)
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, CorruptModelError):
         return "a damaged or truncated zip archive"
     if not names:
         return "an empty zip archive"
@@ -176,10 +213,11 @@ def sniff(path: str) -> Sniffed:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(ZIP_MAGIC):
+        check_zip_directory(path)
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise CorruptModelError(
                 f"zip archive that cannot be opened ({exc}): a truncated or damaged .keras file? "
                 f"Expected a complete file written by model.save('x.keras'). Received: {path} ({size} bytes)"
@@ -193,8 +231,9 @@ def sniff(path: str) -> Sniffed:
     if head.lstrip().startswith(b"{"):
         try:
             with open(path, "rb") as fh:
-                value = json.load(fh)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+                # A manifest is small; a bigger or absurdly nested JSON file is not one.
+                value = json.loads(fh.read(64 * 2**20 + 1)) if size <= 64 * 2**20 else None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             value = None
         if isinstance(value, dict) and "weight_map" in value:
             return Sniffed.SHARDED_JSON

@@ -48,6 +48,8 @@ __all__ = [
 #: Largest model upload accepted (MB). Streamlit's own ``server.maxUploadSize`` is set to match by
 #: ``inspector app``; this check also covers ``streamlit run`` with a larger server limit.
 MAX_UPLOAD_MB = int(os.environ.get("INSPECTOR_APP_MAX_UPLOAD_MB", "1024"))
+#: Most members a zip upload may hold (a SavedModel has a handful; docs/limits.md).
+MAX_UPLOAD_MEMBERS = 10_000
 # No bare .weights.json: its shards are separate files that an upload of the manifest alone lacks. A .zip
 # holding the manifest and its shards is accepted (see _materialise_upload).
 _UPLOAD_TYPES = ["keras", "h5", "hdf5", "zip"]
@@ -140,6 +142,10 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path, limit: int) -> None:
     """Extract a zip, refusing members that escape ``dest`` and archives that inflate past ``limit``."""
     total = 0
     root = dest.resolve()
+    if len(zf.infolist()) > MAX_UPLOAD_MEMBERS:
+        raise UnsupportedFormatError(
+            f"the zip holds {len(zf.infolist()):,} members, more than the {MAX_UPLOAD_MEMBERS:,} accepted "
+            f"(docs/limits.md); zip the SavedModel folder itself. Received: {len(zf.infolist()):,} members")
     for info in zf.infolist():
         target = (dest / info.filename).resolve()
         if not target.is_relative_to(root):
@@ -167,6 +173,9 @@ def _sharded_manifest_in(folder: Path) -> Path | None:
 def _open_zip_upload(target: Path, folder: Path) -> Path | None:
     """The model inside a zip upload: a SavedModel folder or a sharded ``.weights.json`` (with its
     shards), extracted into ``folder``; None when the zip holds neither (it is then sniffed as is)."""
+    from inspector.sniff import check_zip_directory
+
+    check_zip_directory(str(target), MAX_UPLOAD_MEMBERS)  # before zipfile parses a directory of any size
     with zipfile.ZipFile(target) as zf:
         leaves = [n.rsplit("/", 1)[-1] for n in zf.namelist()]
         if "saved_model.pb" in leaves:

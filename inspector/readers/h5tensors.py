@@ -5,6 +5,11 @@ are a C-order array at a fixed file offset. We record that offset while indexing
 plain file reads (whole tensor) or a memory map (a slice), which touches only the pages the slice
 needs and lets the HDF5 file be closed right after indexing. Datasets that are chunked or filtered
 fall back to h5py reads through a handle the index keeps open.
+
+Declared sizes are checked when the index is built, before anything is allocated (docs/limits.md): a
+contiguous dataset must end inside the HDF5 image, and any other dataset may declare at most
+:data:`MAX_EXPANSION` times the bytes it stores. Only numeric dtypes are tensors; data stored in other
+files (HDF5 external storage) is refused. Errors while reading later are :class:`CorruptModelError` s.
 """
 
 from __future__ import annotations
@@ -17,9 +22,19 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..errors import CorruptModelError, UnsupportedFormatError
 from ..records import TensorLoader
+from .h5walk import H5_ERRORS, H5Dataset
 
-__all__ = ["RawTensor", "dataset_tensor", "decode_bfloat16"]
+__all__ = ["MAX_EXPANSION", "RawTensor", "dataset_tensor", "decode_bfloat16"]
+
+#: A dataset that is not plain contiguous bytes may declare at most this many times the bytes it stores
+#: (plus :data:`EXPANSION_SLACK`): real weights compress a few times at most; a header declaring 10^12
+#: elements over a few stored bytes is refused before anything is allocated.
+MAX_EXPANSION = 1024
+EXPANSION_SLACK = 1 << 20
+#: numpy kinds a weight tensor may have: float, signed, unsigned, complex, bool.
+NUMERIC_KINDS = "fiucb"
 
 
 class RawTensor:
@@ -49,66 +64,101 @@ def decode_bfloat16(raw: np.ndarray) -> np.ndarray:
     return raw.view(np.uint16).view(ml_dtypes.bfloat16).astype(np.float32)
 
 
-def _is_bfloat16(ds: h5py.Dataset) -> bool:
-    tag = ds.attrs.get("dtype") if "dtype" in ds.attrs else None
+def _is_bfloat16(ds: H5Dataset) -> bool:
+    if ds.dtype.kind == "V" and ds.dtype.itemsize == 2:
+        return True
+    tag = ds.attrs.get("dtype") if ds.num_attrs else None
     if isinstance(tag, bytes):
-        tag = tag.decode()
-    return tag == "bfloat16" or (ds.dtype.kind == "V" and ds.dtype.itemsize == 2)
+        tag = tag.decode(errors="replace")
+    return isinstance(tag, str) and tag == "bfloat16" and ds.dtype.itemsize == 2
+
+
+def _damaged(where: str, exc: BaseException) -> CorruptModelError:
+    return CorruptModelError(f"cannot read tensor {where} ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                             f"the file is damaged or changed since it was indexed; expected a model file as "
+                             f"Keras or TensorFlow write it. Received: {where}")
 
 
 def _memmap_loader(path: str, offset: int, dtype: np.dtype, shape: tuple[int, ...],
-                   post: Callable[[np.ndarray], np.ndarray]) -> TensorLoader:
+                   post: Callable[[np.ndarray], np.ndarray], where: str) -> TensorLoader:
     count = math.prod(shape)
 
     def load(index: tuple[Any, ...] | None) -> np.ndarray:
-        if index is None or count == 0 or shape == ():
-            with open(path, "rb") as fh:
-                arr = np.fromfile(fh, dtype=dtype, count=count, offset=offset).reshape(shape)
-            if arr.size != count:
-                raise OSError(f"{path}: file ends inside a tensor at byte {offset}")
-            out = arr if index is None else arr[index]
-        else:
-            mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-            out = np.array(mapped[index])
-            del mapped
+        try:
+            if index is None or count == 0 or shape == ():
+                with open(path, "rb") as fh:
+                    arr = np.fromfile(fh, dtype=dtype, count=count, offset=offset)
+                if arr.size != count:
+                    raise OSError(f"file ends inside the tensor at byte {offset}")
+                arr = arr.reshape(shape)
+                out = arr if index is None else arr[index]
+            else:
+                mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+                out = np.array(mapped[index])
+                del mapped
+        except (OSError, ValueError) as exc:
+            raise _damaged(f"{where} in {path}", exc) from exc
         # ascontiguousarray promotes 0-d results (bias[(j,)]) to shape (1,): keep their rank.
         return post(np.ascontiguousarray(out) if np.ndim(out) else np.asarray(out))
 
     return load
 
 
-def _h5py_loader(ds: h5py.Dataset, post: Callable[[np.ndarray], np.ndarray]) -> TensorLoader:
+def _h5py_loader(h5: h5py.File, name: str, post: Callable[[np.ndarray], np.ndarray]) -> TensorLoader:
     def load(index: tuple[Any, ...] | None) -> np.ndarray:
-        arr = ds[()] if index is None else ds[index]
+        try:
+            ds = h5[name]
+            arr = ds[()] if index is None else ds[index]
+        except H5_ERRORS as exc:
+            raise _damaged(name, exc) from exc
         return post(np.asarray(arr))
 
     return load
 
 
-def dataset_tensor(ds: h5py.Dataset, stored_name: str | None, *, file_path: str | None,
-                   base_offset: int = 0) -> RawTensor:
-    """A :class:`RawTensor` for one dataset.
+def dataset_tensor(ds: H5Dataset, stored_name: str | None, *, file_path: str | None, base_offset: int = 0,
+                   image_size: int | None = None) -> RawTensor:
+    """A :class:`RawTensor` for one dataset found by :func:`inspector.readers.h5walk.walk`.
 
     ``file_path``/``base_offset`` name the real file on disk and where the HDF5 image starts in it
     (non-zero inside a ``.keras`` zip); pass ``file_path=None`` when the HDF5 image is not a plain byte
-    range of a file (deflated zip member), and reads go through h5py.
+    range of a file (deflated zip member), and reads go through h5py. ``image_size`` is the HDF5 image's
+    length, which every contiguous dataset must end within.
     """
+    where = ds.name
     bf16 = _is_bfloat16(ds)
-    shape = tuple(int(d) for d in ds.shape)
+    if not bf16 and ds.dtype.kind not in NUMERIC_KINDS:
+        raise UnsupportedFormatError(
+            f"HDF5 dataset {where!r} holds {ds.dtype} values, not a numeric tensor; expected weights stored as "
+            f"numbers. Received: {ds.tree.what}")
+    shape = ds.shape
     post: Callable[[np.ndarray], np.ndarray] = decode_bfloat16 if bf16 else (lambda a: a)
     dtype_name = "bfloat16" if bf16 else str(ds.dtype.newbyteorder("="))
-    offset = None
-    if file_path is not None and ds.chunks is None and ds.compression is None and ds.dtype.kind in "fiub":
-        try:
-            offset = ds.id.get_offset()
-        except Exception:  # no storage allocated yet (empty dataset)
-            offset = None
-    if bf16 and file_path is not None and ds.chunks is None:
-        offset = ds.id.get_offset()
-    if offset is not None and file_path is not None:
-        storage_dtype = np.dtype("<u2") if bf16 else ds.dtype
-        loader = _memmap_loader(os.fspath(file_path), base_offset + offset, storage_dtype, shape, post)
-        raw = RawTensor(stored_name, shape, dtype_name, ds.name, loader)
-        raw.offset = base_offset + offset
-        return raw
-    return RawTensor(stored_name, shape, dtype_name, ds.name, _h5py_loader(ds, post), needs_handle=True)
+    storage_dtype = np.dtype("<u2") if bf16 else ds.dtype
+    nbytes = math.prod(shape) * storage_dtype.itemsize
+    offset = ds.offset
+    if offset is not None:
+        if image_size is not None and offset + nbytes > image_size:
+            raise CorruptModelError(
+                f"HDF5 dataset {where!r} declares {nbytes:,} bytes at offset {offset:,}, past the end of the "
+                f"{image_size:,}-byte file; the file is truncated or damaged; expected a model file as Keras or "
+                f"TensorFlow write it. Received: {ds.tree.what}")
+        if file_path is not None:
+            loader = _memmap_loader(os.fspath(file_path), base_offset + offset, storage_dtype, shape, post, where)
+            raw = RawTensor(stored_name, shape, dtype_name, where, loader)
+            raw.offset = base_offset + offset
+            return raw
+    else:
+        if ds.external_count():
+            raise UnsupportedFormatError(
+                f"HDF5 dataset {where!r} keeps its data in another file (HDF5 external storage), which the reader "
+                f"never follows; expected weights stored inside the model file. Received: {ds.tree.what}")
+        stored = ds.storage_size()
+        if nbytes > MAX_EXPANSION * stored + EXPANSION_SLACK:
+            raise CorruptModelError(
+                f"HDF5 dataset {where!r} declares shape {shape} ({nbytes:,} bytes) but stores {stored:,} bytes, "
+                f"more than {MAX_EXPANSION}x expansion (docs/limits.md); the file is damaged or hostile; "
+                f"expected a model file as Keras or TensorFlow write it. "
+                f"Received: {ds.tree.what}")
+    return RawTensor(stored_name, shape, dtype_name, where, _h5py_loader(ds.tree.h5, where, post),
+                     needs_handle=True)

@@ -18,6 +18,7 @@ from ..kinds import class_from_group_name, kind_of_class
 from ..records import FILTER_KINDS, LayerRecord
 from .build import records_from_graph, weights_only_record
 from .h5tensors import RawTensor, dataset_tensor
+from .h5walk import H5Dataset, H5Group, walk
 
 __all__ = ["H5Source", "index_with_graph", "index_without_graph"]
 
@@ -25,22 +26,31 @@ _NOT_LAYERS = {"optimizer", "metrics", "compile_metrics", "loss_tracker"}
 
 
 class H5Source:
-    """Where an HDF5 image lives, so tensors can be read straight from the file later."""
+    """Where an HDF5 image lives, so tensors can be read straight from the file later.
 
-    def __init__(self, root: h5py.File | h5py.Group, file_path: str | None, base_offset: int = 0) -> None:
-        self.root = root
+    ``root`` is the file's metadata read in one walk (``readers/h5walk.py``); ``image_size`` is the length
+    of the HDF5 image (the zip member's inside a ``.keras``), which every contiguous dataset must end within.
+    """
+
+    def __init__(self, h5: h5py.File, file_path: str | None, base_offset: int = 0, *, image_size: int | None,
+                 what: str) -> None:
+        self.root: H5Group = walk(h5, what, eager={"vars": ("name",)})
         self.file_path = file_path
         self.base_offset = base_offset
+        self.image_size = image_size
         self.needs_handle = False
 
-    def tensor(self, ds: h5py.Dataset, stored_name: str | None = None) -> RawTensor:
-        raw = dataset_tensor(ds, stored_name, file_path=self.file_path, base_offset=self.base_offset)
+    def tensor(self, ds: H5Dataset, stored_name: str | None = None) -> RawTensor:
+        raw = dataset_tensor(ds, stored_name, file_path=self.file_path, base_offset=self.base_offset,
+                             image_size=self.image_size)
         self.needs_handle |= raw.needs_handle
         return raw
 
 
-def _sorted_vars(group: h5py.Group) -> list[h5py.Dataset]:
-    items = [(k, v) for k, v in group.items() if isinstance(v, h5py.Dataset)]
+def _sorted_vars(group: H5Group | H5Dataset) -> list[H5Dataset]:
+    if not isinstance(group, H5Group):
+        return []
+    items = [(k, v) for k, v in group.items() if isinstance(v, H5Dataset)]
     # 'vars/10' sorts after 'vars/9': numeric order is creation order.
     items.sort(key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))
     return [v for _, v in items]
@@ -62,7 +72,7 @@ def _sublayer_names(prefix: str, tensors: list[RawTensor]) -> list[str]:
     return [f"{prefix}vars/{i}" for i in range(n)]
 
 
-def layer_tensors(src: H5Source, group: h5py.Group, prefix: str = "") -> list[RawTensor]:
+def layer_tensors(src: H5Source, group: H5Group, prefix: str = "") -> list[RawTensor]:
     """All tensors of one layer group: its own ``vars`` first, then attribute sub-groups, recursively.
 
     A layer's own variables get no stored name (the class's save order names them); sub-layers' get
@@ -71,7 +81,7 @@ def layer_tensors(src: H5Source, group: h5py.Group, prefix: str = "") -> list[Ra
     the file itself stores them alphabetically.
     """
     found: list[RawTensor] = []
-    if "vars" in group and isinstance(group["vars"], h5py.Group):
+    if isinstance(group.get("vars"), H5Group):
         own = [src.tensor(ds) for ds in _sorted_vars(group["vars"])]
         if prefix:
             for raw, name in zip(own, _sublayer_names(prefix, own), strict=True):
@@ -82,48 +92,58 @@ def layer_tensors(src: H5Source, group: h5py.Group, prefix: str = "") -> list[Ra
         if key in ("vars", "layers"):
             continue
         sub = group[key]
-        if isinstance(sub, h5py.Group):
+        if isinstance(sub, H5Group):
             tensors = layer_tensors(src, sub, f"{prefix}{key}/")
             if tensors:
                 subs.append(tensors)
-    for sub in subs:
-        found.extend(sub)
+    for tensors in subs:
+        found.extend(tensors)
     return found
 
 
-def _name_attr(group: h5py.Group) -> str | None:
-    vars_group = group.get("vars")
-    if isinstance(vars_group, h5py.Group) and "name" in vars_group.attrs:
+def _name_attr(group: H5Group | H5Dataset) -> str | None:
+    vars_group = group.get("vars") if isinstance(group, H5Group) else None
+    if isinstance(vars_group, H5Group) and vars_group.num_attrs and "name" in vars_group.attrs:
         value: Any = vars_group.attrs["name"]
-        return value.decode() if isinstance(value, bytes) else str(value)
+        if isinstance(value, bytes):
+            return value.decode(errors="replace")
+        return value if isinstance(value, str) else None  # anything else is not a layer name
     return None
 
 
-def _find_group(parent: h5py.Group | None, expected: str | None, name: str) -> h5py.Group | None:
+def _find_group(parent: H5Group | None, expected: str | None, name: str,
+                by_name: dict[int, dict[str, H5Group]]) -> H5Group | None:
     """The group of a layer inside ``parent['layers']``: by the expected class-derived name, checked
-    against the ``name`` attribute when present, else by searching the attribute."""
-    if parent is None or "layers" not in parent:
+    against the ``name`` attribute when present, else by the attribute (looked up in a table built once
+    per ``layers`` group, so finding every layer stays linear)."""
+    layers = parent.get("layers") if parent is not None else None
+    if not isinstance(layers, H5Group):
         return None
-    layers = parent["layers"]
-    if expected and expected in layers:
+    if expected and isinstance(layers.get(expected), H5Group):
         group = layers[expected]
+        assert isinstance(group, H5Group)
         stored = _name_attr(group)
         if stored is None or stored == name:
             return group
-    for key in layers:
-        group = layers[key]
-        if isinstance(group, h5py.Group) and _name_attr(group) == name:
-            return group
-    return None
+    table = by_name.get(id(layers))
+    if table is None:
+        table = {}
+        for key in layers:
+            child = layers[key]
+            if isinstance(child, H5Group) and (stored := _name_attr(child)) is not None:
+                table.setdefault(stored, child)
+        by_name[id(layers)] = table
+    return table.get(name)
 
 
 def index_with_graph(src: H5Source, graph: ModelGraph, warnings: list[str]) -> list[LayerRecord]:
     """Records for a model whose config we have: weights located through the config's layer order."""
-    groups: dict[str, h5py.Group | None] = {"": src.root}
+    groups: dict[str, H5Group | None] = {"": src.root}
     tensors: dict[str, list[RawTensor]] = {}
+    by_name: dict[int, dict[str, H5Group]] = {}
     for layer in graph.layers:
         parent = groups.get(layer.container_path)
-        group = _find_group(parent, layer.group, layer.name)
+        group = _find_group(parent, layer.group, layer.name, by_name)
         groups[layer.path] = group
         if group is None:
             continue
@@ -143,19 +163,22 @@ def _expects_weights(class_name: str) -> bool:
     return kind_of_class(class_name) in FILTER_KINDS
 
 
-def _walk(group: h5py.Group, label: str, in_layers: bool) -> Iterator[tuple[str, str | None, h5py.Group, bool]]:
+def _walk(group: H5Group, label: str, in_layers: bool) -> Iterator[tuple[str, str | None, H5Group, bool]]:
     """Yield (path, class hint, group, is_leaf) for every layer-like group, depth first."""
-    if "layers" in group and isinstance(group["layers"], h5py.Group):
+    layers = group.get("layers")
+    if isinstance(layers, H5Group):
         if "vars" in group and _sorted_vars(group["vars"]):
             yield label, None, group, False  # a container with weights of its own
-        for key in group["layers"]:
-            sub = group["layers"][key]
-            if isinstance(sub, h5py.Group):
+        for key in layers:
+            sub = layers[key]
+            if isinstance(sub, H5Group):
                 name = _name_attr(sub) or key
                 yield from _walk(sub, f"{label}/{name}" if label else name, True)
         for key in group:  # attribute sub-models of a subclassed container
-            if key not in ("layers", "vars") and key not in _NOT_LAYERS and isinstance(group[key], h5py.Group):
-                yield from _walk(group[key], f"{label}/{key}" if label else key, False)
+            if key not in ("layers", "vars") and key not in _NOT_LAYERS and isinstance(group[key], H5Group):
+                sub = group[key]
+                assert isinstance(sub, H5Group)
+                yield from _walk(sub, f"{label}/{key}" if label else key, False)
         return
     hint = group.name.rsplit("/", 1)[-1] if in_layers else None
     yield label, hint, group, True
@@ -166,14 +189,15 @@ def index_without_graph(src: H5Source, warnings: list[str], subclassed: bool = F
     records: list[LayerRecord] = []
     order: list[int] = []
     root = src.root
-    entries: list[tuple[str, str | None, h5py.Group, bool]] = []
+    entries: list[tuple[str, str | None, H5Group, bool]] = []
     if "layers" in root:
         entries.extend(_walk(root, "", True))
     for key in root:
-        if key in ("layers", "vars") or key in _NOT_LAYERS or not isinstance(root[key], h5py.Group):
+        sub = root[key]
+        if key in ("layers", "vars") or key in _NOT_LAYERS or not isinstance(sub, H5Group):
             continue
         # Subclassed models store layers under their Python attribute names.
-        entries.extend(_walk(root[key], key, False))
+        entries.extend(_walk(sub, key, False))
     if "vars" in root and _sorted_vars(root["vars"]):
         entries.insert(0, ("", None, root, False))
     for path, hint, group, is_leaf in entries:
@@ -197,7 +221,7 @@ def index_without_graph(src: H5Source, warnings: list[str], subclassed: bool = F
     return records
 
 
-def model_name(root: h5py.Group) -> str | None:
+def model_name(root: H5Group) -> str | None:
     return _name_attr(root)
 
 

@@ -18,8 +18,6 @@ between its layers.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -28,12 +26,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import CorruptModelError, UnsupportedFormatError
-from ..keras_config import ConfigLayer, ModelGraph, parse_model_config
+from ..errors import CorruptModelError, InspectorError
+from ..keras_config import ConfigLayer, ModelGraph, load_config_json, parse_model_config
 from ..kinds import CONTAINER_CLASSES, class_from_group_name, kind_of_class
 from ..records import FILTER_KINDS, LayerKind, LayerRecord, ModelFormat, ModelIndex
 from .build import infer_kind_from_weights, records_from_graph, weights_only_record
 from .h5tensors import RawTensor, dataset_tensor
+from .h5walk import H5Dataset, H5Group, open_h5, walk
 
 __all__ = ["read_legacy_h5", "read_legacy_weights_h5", "writer_name"]
 
@@ -52,11 +51,11 @@ def _text(value: Any) -> str:
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value[()]
     if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8")
+        return bytes(value).decode("utf-8", errors="replace")
     return str(value)
 
 
-def _names(attrs: h5py.AttributeManager, key: str) -> list[str]:
+def _names(attrs: Mapping[str, Any], key: str) -> list[str]:
     """A list-of-names attribute (``layer_names``, ``weight_names``).
 
     Stored as an object array of str (Keras 3, tf.keras), fixed-length bytes (``|S26``, Keras 2.0) or,
@@ -93,14 +92,13 @@ def writer_name(keras_version: str | None) -> str | None:
 
 # -- resolving weight_names entries ------------------------------------------------------------------
 
-def _resolve(group: h5py.Group, entry: str) -> h5py.Dataset | None:
+def _resolve(group: H5Group, entry: str, datasets: list[tuple[str, H5Dataset]]) -> H5Dataset | None:
     """The dataset a ``weight_names`` entry names: a path relative to the layer group, with fallbacks for
-    files whose writers placed it differently (searched by path suffix, then by last component)."""
+    files whose writers placed it differently (searched by path suffix, then by last component).
+    ``datasets`` lists the group's datasets (relative path, dataset), made once per group by the caller."""
     found = group.get(entry)
-    if isinstance(found, h5py.Dataset):
+    if isinstance(found, H5Dataset):
         return found
-    datasets: list[tuple[str, h5py.Dataset]] = []
-    group.visititems(lambda n, o: datasets.append((n, o)) if isinstance(o, h5py.Dataset) else None)
     for rel, ds in datasets:
         if rel.endswith("/" + entry) or entry.endswith("/" + rel):
             return ds
@@ -109,17 +107,16 @@ def _resolve(group: h5py.Group, entry: str) -> h5py.Dataset | None:
     return tail[0] if len(tail) == 1 else None
 
 
-def _group_entries(group: h5py.Group, path: str, where: str) -> list[tuple[str, h5py.Dataset]]:
+def _group_entries(group: H5Group, path: str, where: str) -> list[tuple[str, H5Dataset]]:
     """(weight name, dataset) pairs of one layer group, in the writer's order."""
-    names = _names(group.attrs, "weight_names")
+    datasets = list(group.datasets())
     if "weight_names" not in group.attrs:
         # No list (hand-made files): take every dataset, in HDF5 (alphabetical) order.
-        found: list[tuple[str, h5py.Dataset]] = []
-        group.visititems(lambda n, o: found.append((n, o)) if isinstance(o, h5py.Dataset) else None)
-        return found
+        return datasets
+    names = _names(group.attrs, "weight_names")
     entries = []
     for name in names:
-        ds = _resolve(group, name)
+        ds = _resolve(group, name, datasets)
         if ds is None:
             raise CorruptModelError(
                 f"weight {name!r} listed for layer group {where!r} is missing from the file; the file is "
@@ -143,10 +140,11 @@ def _match_position(comps: Sequence[str], leaf_path: str) -> tuple[int, int, int
     """
     parts = leaf_path.split("/")
     name = parts[-1]
-    suffixed = re.compile(re.escape(name) + r"_\d+")
+    scoped = name + "_"
     best: tuple[int, int, int] | None = None
     for i, comp in enumerate(comps[:-1]):  # the last component is the variable itself
-        tier = 2 if comp == name else 1 if suffixed.fullmatch(comp) else 0
+        # A string test, not a regex per layer name: deep models have thousands of names (re's cache holds 512).
+        tier = 2 if comp == name else 1 if comp.startswith(scoped) and comp[len(scoped):].isdigit() else 0
         if not tier:
             continue
         ancestors = 0
@@ -290,13 +288,13 @@ def read_legacy_weights_h5(path: str, h5: h5py.File | None = None) -> ModelIndex
 
 
 def _read(path: str, h5: h5py.File | None,
-          read: Callable[[str, h5py.File], tuple[ModelIndex, bool]]) -> ModelIndex:
-    h5 = h5 if h5 is not None else h5py.File(path, "r")
+          read: Callable[[str, H5Group], tuple[ModelIndex, bool]]) -> ModelIndex:
+    h5 = h5 if h5 is not None else open_h5(path, "the legacy .h5 file")
     try:
-        index, keep_open = read(path, h5)
+        index, keep_open = read(path, walk(h5, path))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as exc:
         h5.close()
-        if isinstance(exc, (CorruptModelError, UnsupportedFormatError)):
+        if isinstance(exc, InspectorError):
             raise
         raise CorruptModelError(
             f"legacy Keras HDF5 file whose structure cannot be read ({type(exc).__name__}: {exc}); the file "
@@ -316,32 +314,31 @@ class _Tensors:
 
     def __init__(self, path: str) -> None:
         self.path = os.fspath(path)
+        self.size = os.path.getsize(self.path)
         self.needs_handle = False
 
-    def entries(self, group: h5py.Group, where: str) -> list[tuple[str, RawTensor]]:
+    def entries(self, group: H5Group, where: str) -> list[tuple[str, RawTensor]]:
         out = []
         for name, ds in _group_entries(group, self.path, where):
-            raw = dataset_tensor(ds, name, file_path=self.path)
+            raw = dataset_tensor(ds, name, file_path=self.path, image_size=self.size)
             self.needs_handle |= raw.needs_handle
             out.append((name, raw))
         return out
 
 
-def _read_full_model(path: str, h5: h5py.File) -> tuple[ModelIndex, bool]:
-    try:
-        config = json.loads(_text(h5.attrs["model_config"]))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptModelError(
-            f"the model_config attribute of this .h5 file is not valid JSON ({exc}); the file is damaged. "
-            f"Received: {path}") from exc
+def _read_full_model(path: str, h5: H5Group) -> tuple[ModelIndex, bool]:
+    if "model_config" not in h5.attrs:
+        raise CorruptModelError(f"the model_config attribute of this .h5 file is missing or unreadable; the file "
+                                f"is damaged. Received: {path}")
+    config = load_config_json(_text(h5.attrs["model_config"]), "the model_config attribute of this .h5 file", path)
     if not isinstance(config, dict):
         raise CorruptModelError(
             f"the model_config attribute of this .h5 file is not a JSON object. Received: {path}")
-    if "model_weights" not in h5 or not isinstance(h5["model_weights"], h5py.Group):
+    weights_root = h5.get("model_weights")
+    if not isinstance(weights_root, H5Group):
         raise CorruptModelError(
             "legacy .h5 model with a model_config but no model_weights group; the file is incomplete. "
             f"Expected a file written by model.save('x.h5'). Received: {path}")
-    weights_root = h5["model_weights"]
     version = _text(h5.attrs.get("keras_version", weights_root.attrs.get("keras_version", ""))) or None
     warnings: list[str] = []
     if version and version.split(".")[0] == "1":
@@ -351,7 +348,8 @@ def _read_full_model(path: str, h5: h5py.File) -> tuple[ModelIndex, bool]:
     if "layer_names" not in weights_root.attrs:
         layer_names = [k for k in weights_root if k != "top_level_model_weights"]
     keras3 = version is not None and version.split(".")[0] == "3"
-    graph = parse_model_config(_normalise_config(copy.deepcopy(config), layer_names, keras3))
+    # _normalise_config copies every level it changes and never mutates its input: no deepcopy needed.
+    graph = parse_model_config(_normalise_config(config, layer_names, keras3))
     tensors = _Tensors(path)
     if not graph.has_layer_list:
         layers = _records_without_config(tensors, weights_root, layer_names)
@@ -377,17 +375,18 @@ def _read_full_model(path: str, h5: h5py.File) -> tuple[ModelIndex, bool]:
     return index, tensors.needs_handle
 
 
-def _records_with_graph(tensors: _Tensors, weights_root: h5py.Group, layer_names: list[str],
+def _records_with_graph(tensors: _Tensors, weights_root: H5Group, layer_names: list[str],
                         graph: ModelGraph, warnings: list[str]) -> list[LayerRecord]:
     top = {layer.name: layer for layer in graph.layers if not layer.container_path}
     found: dict[str, list[RawTensor]] = {}
     unknown: list[LayerRecord] = []
     for name in layer_names:
-        if name not in weights_root or not isinstance(weights_root[name], h5py.Group):
+        group = weights_root.get(name)
+        if not isinstance(group, H5Group):
             raise CorruptModelError(
                 f"layer {name!r} is listed in model_weights but has no group; the file is damaged. "
                 f"Expected one group per name in layer_names. Received: {tensors.path}")
-        entries = tensors.entries(weights_root[name], f"model_weights/{name}")
+        entries = tensors.entries(group, f"model_weights/{name}")
         if not entries:
             continue
         layer = top.get(name)
@@ -417,10 +416,10 @@ def _records_with_graph(tensors: _Tensors, weights_root: h5py.Group, layer_names
     return records_from_graph(graph, found) + unknown
 
 
-def _top_level_weights(tensors: _Tensors, weights_root: h5py.Group, label: str) -> LayerRecord | None:
+def _top_level_weights(tensors: _Tensors, weights_root: H5Group, label: str) -> LayerRecord | None:
     """Weights owned by the model itself (``model.add_weight`` in a Functional subclass); usually none."""
     group = weights_root.get("top_level_model_weights")
-    if not isinstance(group, h5py.Group):
+    if not isinstance(group, H5Group):
         return None
     entries = tensors.entries(group, "model_weights/top_level_model_weights")
     if not entries:
@@ -444,7 +443,7 @@ def _hint(group_name: str, raws: Sequence[RawTensor]) -> str | None:
     return None
 
 
-def _records_without_config(tensors: _Tensors, root: h5py.Group, layer_names: list[str]) -> list[LayerRecord]:
+def _records_without_config(tensors: _Tensors, root: H5Group, layer_names: list[str]) -> list[LayerRecord]:
     """Records from per-layer groups alone (save_weights files, config-less models).
 
     A group whose weight names carry several layer scopes is a nested model (tf.keras writes
@@ -454,7 +453,7 @@ def _records_without_config(tensors: _Tensors, root: h5py.Group, layer_names: li
     records: list[LayerRecord] = []
     for name in layer_names:
         group = root.get(name)
-        if not isinstance(group, h5py.Group):
+        if not isinstance(group, H5Group):
             raise CorruptModelError(
                 f"layer {name!r} is listed in layer_names but has no group; the file is damaged. Expected "
                 f"one group per listed layer. Received: {tensors.path}")
@@ -478,7 +477,7 @@ def _records_without_config(tensors: _Tensors, root: h5py.Group, layer_names: li
     return records
 
 
-def _read_weights_only(path: str, h5: h5py.File) -> tuple[ModelIndex, bool]:
+def _read_weights_only(path: str, h5: H5Group) -> tuple[ModelIndex, bool]:
     version = _text(h5.attrs.get("keras_version", "")) or None
     layer_names = _names(h5.attrs, "layer_names")
     tensors = _Tensors(path)

@@ -18,15 +18,15 @@ never model weights and are left out.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CorruptModelError, UnsupportedFormatError
-from ..keras_config import ModelGraph, parse_model_config
+from ..errors import CorruptModelError, UnsafeModelError, UnsupportedFormatError
+from ..keras_config import ModelGraph, load_config_json, parse_model_config
 from ..kinds import canonical_weight_name, variable_names
 from ..layouts import conv_kinds_matching, input_count
 from ..records import FILTER_KINDS, LayerKind, LayerRecord, ModelFormat, ModelIndex, Shape
@@ -46,6 +46,43 @@ _BOOKKEEPING_CHILDREN = frozenset({
     "optimizer", "signatures", "_all_variables",
 })
 _LAYER_CHILD = re.compile(r"layer-(\d+)")
+#: Largest ``saved_model.pb`` / ``keras_metadata.pb`` read into memory (TensorFlow caps protobufs at 2 GB;
+#: docs/limits.md).
+MAX_PROTO_BYTES = 1 * 2**30
+EXPECTED = "expected a SavedModel directory as TensorFlow writes it"
+
+
+def _checked_file(root: str, relative: str, required: bool = True) -> str | None:
+    """``root/relative`` after refusing what a hostile folder could hold instead of a plain file: a link
+    leading outside the SavedModel folder (or in a loop), a FIFO or device (reading it would block), a folder.
+    Returns None for a missing optional file."""
+    path = os.path.join(root, relative)
+    try:
+        real = os.path.realpath(path, strict=True)
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        if not required:
+            return None
+        raise CorruptModelError(f"the SavedModel has no {relative}; {EXPECTED}. Received: {root}") from None
+    except (OSError, RuntimeError) as exc:  # ELOOP and friends
+        raise CorruptModelError(f"{relative} in the SavedModel cannot be resolved ({type(exc).__name__}: {exc}); a "
+                                f"symlink loop? {EXPECTED}. Received: {root}") from exc
+    base = os.path.realpath(root)
+    if os.path.commonpath([base, real]) != base:
+        raise UnsafeModelError(f"{relative} in the SavedModel is a link to {real}, outside the model folder; links "
+                               f"out of the folder are refused (docs/limits.md); {EXPECTED}. Received: {root}")
+    if not stat.S_ISREG(mode):
+        raise CorruptModelError(f"{relative} in the SavedModel is not a regular file; {EXPECTED}. Received: {root}")
+    return path
+
+
+def _read_proto(path: str, root: str) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_PROTO_BYTES + 1)
+    if len(data) > MAX_PROTO_BYTES:
+        raise CorruptModelError(f"{os.path.basename(path)} is larger than {MAX_PROTO_BYTES:,} bytes, beyond the "
+                                f"limit of docs/limits.md; {EXPECTED}. Received: {root}")
+    return data
 
 
 # -- saved_model.pb --------------------------------------------------------------------------------
@@ -83,10 +120,10 @@ def _signature_shapes(tensors: Mapping[str, Message]) -> list[Shape | None]:
 
 
 def _read_saved_model_pb(path: str) -> SavedModelInfo:
-    pb_path = os.path.join(path, "saved_model.pb")
+    pb_path = _checked_file(path, "saved_model.pb")
+    assert pb_path is not None
     try:
-        with open(pb_path, "rb") as fh:
-            saved_model = Message(fh.read())
+        saved_model = Message(_read_proto(pb_path, path))
         meta_graphs = saved_model.messages(2)
         if not meta_graphs:
             raise CorruptModelError(
@@ -119,12 +156,11 @@ def _read_saved_model_pb(path: str) -> SavedModelInfo:
 
 def _read_keras_metadata(path: str) -> dict[int, tuple[str, str]] | None:
     """``keras_metadata.pb`` (SavedMetadata ``nodes=1 {node_id=2, identifier=4, metadata=5}``) by node id."""
-    meta_path = os.path.join(path, "keras_metadata.pb")
-    if not os.path.isfile(meta_path):
+    meta_path = _checked_file(path, "keras_metadata.pb", required=False)
+    if meta_path is None:
         return None
     try:
-        with open(meta_path, "rb") as fh:
-            saved = Message(fh.read())
+        saved = Message(_read_proto(meta_path, path))
         return {node.int(2): (node.string(4), node.string(5)) for node in saved.messages(1)}
     except (WireError, UnicodeDecodeError) as exc:
         raise CorruptModelError(
@@ -237,7 +273,7 @@ class _Checkpoint:
 
     def raw(self, variable: Variable, stored_name: str | None, trainable: bool | None) -> RawTensor:
         entry = self.bundle.entries[variable.key]
-        if not entry.decodable:
+        if not entry.decodable or entry.dtype == "string":
             raise UnsupportedFormatError(
                 f"variable {variable.full_name!r} is stored as {entry.dtype}"
                 f"{' (partitioned)' if entry.sliced else ''}, which this reader cannot decode; expected "
@@ -275,12 +311,8 @@ class _MetadataIndexer:
         if saved_id is None or saved_id not in self.metadata:
             return None
         if saved_id not in self._json:
-            try:
-                value = json.loads(self.metadata[saved_id][1] or "{}")
-            except json.JSONDecodeError as exc:
-                raise CorruptModelError(
-                    f"the Keras metadata of object {saved_id} is not valid JSON ({exc}); the SavedModel is "
-                    f"damaged. Received: {self.path}") from exc
+            value = load_config_json(self.metadata[saved_id][1] or "{}",
+                                     f"the Keras metadata of object {saved_id}", self.path)
             self._json[saved_id] = _untuple(value) if isinstance(value, dict) else {}
         return self._json[saved_id]
 
@@ -289,8 +321,13 @@ class _MetadataIndexer:
         identifier = self.metadata.get(saved_id, ("", ""))[0] if saved_id is not None else ""
         return identifier in CONTAINER_IDENTIFIERS
 
-    def layer_nodes(self, ckpt_id: int, prefix: str, out: dict[str, int]) -> None:
-        """Map layer paths (as the config parser spells them) to checkpoint node ids, recursively."""
+    def layer_nodes(self, ckpt_id: int, prefix: str, out: dict[str, int], seen: set[int] | None = None) -> None:
+        """Map layer paths (as the config parser spells them) to checkpoint node ids, recursively (each node
+        once: a damaged graph whose container lists itself must not recurse for ever)."""
+        seen = set() if seen is None else seen
+        if ckpt_id in seen or len(seen) > len(self.ckpt.nodes):
+            return
+        seen.add(ckpt_id)
         numbered = []
         for name, child in self.ckpt.nodes[ckpt_id].children:
             match = _LAYER_CHILD.fullmatch(name)
@@ -304,8 +341,8 @@ class _MetadataIndexer:
             if not name:
                 continue
             out.setdefault(prefix + name, child)
-            if self.is_container(child):
-                self.layer_nodes(child, f"{prefix}{name}/", out)
+            if self.is_container(child) and child < len(self.ckpt.nodes):
+                self.layer_nodes(child, f"{prefix}{name}/", out, seen)
 
     def variables_under(self, ckpt_id: int, prefix: str, container: bool,
                         seen: set[int]) -> list[tuple[str, int]]:
@@ -534,11 +571,7 @@ def _metadata_nodes(path: str, saved: SavedModelInfo) -> dict[int, tuple[str, st
 def _root_config(metadata: Mapping[int, tuple[str, str]], path: str) -> dict[str, Any] | None:
     if 0 not in metadata:
         return None
-    try:
-        root = json.loads(metadata[0][1] or "{}")
-    except json.JSONDecodeError as exc:
-        raise CorruptModelError(f"the root Keras metadata is not valid JSON ({exc}); the SavedModel is "
-                                f"damaged. Received: {path}") from exc
+    root = load_config_json(metadata[0][1] or "{}", "the root Keras metadata", path)
     if not isinstance(root, dict) or "config" not in root:
         return None
     return _untuple(root)
@@ -548,7 +581,10 @@ def read_savedmodel(path: str) -> ModelIndex:
     """Index a SavedModel directory without TensorFlow."""
     path = os.fspath(path)
     saved = _read_saved_model_pb(path)
+    _checked_file(path, os.path.join("variables", "variables.index"))
     bundle = TensorBundle(os.path.join(path, "variables", "variables"))
+    for shard_id in sorted({e.shard_id for e in bundle.entries.values() if not e.sliced}):
+        _checked_file(path, os.path.relpath(bundle.shard_path(shard_id), path))
     ckpt = _Checkpoint(bundle, saved)
     warnings: list[str] = []
     metadata = _metadata_nodes(path, saved)

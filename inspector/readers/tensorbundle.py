@@ -32,6 +32,7 @@ from .h5tensors import decode_bfloat16
 from .protowire import Message, WireError, read_varint
 
 __all__ = [
+    "MAX_INDEX_BYTES",
     "OBJECT_GRAPH_KEY",
     "BundleEntry",
     "TensorBundle",
@@ -40,6 +41,8 @@ __all__ = [
     "read_sstable",
 ]
 
+#: Largest ``variables.index`` read (TensorFlow's are kilobytes to a few MB; docs/limits.md).
+MAX_INDEX_BYTES = 256 * 2**20
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
 BLOCK_TRAILER_SIZE = 5
@@ -121,7 +124,9 @@ def _block_entries(block: memoryview, path: str) -> list[tuple[bytes, memoryview
 def read_sstable(path: str) -> list[tuple[bytes, memoryview]]:
     """All ``(key, value)`` pairs of a LevelDB-format table, in key order."""
     with open(path, "rb") as fh:
-        data = fh.read()
+        data = fh.read(MAX_INDEX_BYTES + 1)
+    if len(data) > MAX_INDEX_BYTES:
+        raise _corrupt(path, f"more than {MAX_INDEX_BYTES:,} bytes, beyond the limit of docs/limits.md")
     if len(data) < FOOTER_SIZE:
         raise _corrupt(path, f"{len(data)} bytes, shorter than the {FOOTER_SIZE}-byte table footer")
     footer = memoryview(data)[len(data) - FOOTER_SIZE:]
@@ -149,6 +154,8 @@ def _shape(msg: Message) -> tuple[int, ...]:
 
 
 def _decode_strings(buf: bytes, count: int) -> np.ndarray:
+    if count < 0 or count > len(buf):  # every string needs at least one length byte
+        raise ValueError(f"string tensor of {count} elements cannot fit in {len(buf)} bytes")
     pos = 0
     lengths = []
     for _ in range(count):
@@ -248,10 +255,15 @@ class TensorBundle:
         shape = entry.shape
         if entry.dtype == "string":
             def load_strings(index: tuple[Any, ...] | None) -> np.ndarray:
-                with open(path, "rb") as fh:
-                    fh.seek(entry.offset)
-                    buf = fh.read(entry.size)
-                arr = _decode_strings(buf, math.prod(shape)).reshape(shape)
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(entry.offset)
+                        buf = fh.read(entry.size)
+                    arr = _decode_strings(buf, math.prod(shape)).reshape(shape)
+                except (OSError, ValueError) as exc:
+                    raise CorruptModelError(
+                        f"checkpoint string tensor {key!r} cannot be decoded ({exc}); the SavedModel is damaged; "
+                        f"expected a checkpoint as TensorFlow writes it. Received: {path}") from exc
                 return arr if index is None else arr[index]
             return load_strings
         storage = self._storage_dtype(entry)
@@ -270,20 +282,27 @@ class TensorBundle:
             return arr.astype(storage.newbyteorder("="), copy=False)
 
         def load(index: tuple[Any, ...] | None) -> np.ndarray:
-            if index is None or count == 0 or shape == ():
-                with open(path, "rb") as fh:
-                    arr = np.fromfile(fh, dtype=storage, count=count, offset=entry.offset)
-                if arr.size != count:
-                    raise CorruptModelError(
-                        f"the data shard ends inside tensor {key!r}; the SavedModel is truncated. "
-                        f"Received: {path}")
-                arr = arr.reshape(shape)
-                return finish(arr if index is None else arr[index])
-            mapped = np.memmap(path, dtype=storage, mode="r", offset=entry.offset, shape=shape)
             try:
-                return finish(np.array(mapped[index]))
-            finally:
-                del mapped
+                if index is None or count == 0 or shape == ():
+                    with open(path, "rb") as fh:
+                        arr = np.fromfile(fh, dtype=storage, count=count, offset=entry.offset)
+                    if arr.size != count:
+                        raise CorruptModelError(
+                            f"the data shard ends inside tensor {key!r}; the SavedModel is truncated; expected a "
+                            f"complete SavedModel. Received: {path}")
+                    arr = arr.reshape(shape)
+                    return finish(arr if index is None else arr[index])
+                mapped = np.memmap(path, dtype=storage, mode="r", offset=entry.offset, shape=shape)
+                try:
+                    return finish(np.array(mapped[index]))
+                finally:
+                    del mapped
+            except (OSError, ValueError) as exc:
+                if isinstance(exc, CorruptModelError):
+                    raise
+                raise CorruptModelError(
+                    f"cannot read checkpoint tensor {key!r} ({type(exc).__name__}: {exc}); the SavedModel is damaged "
+                    f"or changed since it was indexed; expected a complete SavedModel. Received: {path}") from exc
 
         return load
 
@@ -292,6 +311,9 @@ class TensorBundle:
         """The checkpoint's TrackableObjectGraph, or None when the checkpoint has none (TF1 style)."""
         if OBJECT_GRAPH_KEY not in self.entries:
             return None
+        if self.entries[OBJECT_GRAPH_KEY].dtype != "string":
+            raise _corrupt(self.index_path, f"its object graph is stored as {self.entries[OBJECT_GRAPH_KEY].dtype}, "
+                                            "not as a string")
         value = self.read(OBJECT_GRAPH_KEY)
         blob = value.reshape(-1)[0] if value.size else b""
         try:
