@@ -35,9 +35,16 @@ MAX_INFLATION_RATIO = 100
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
 
 
+def _refuse_encrypted(info: zipfile.ZipInfo, path: str) -> None:
+    if info.flag_bits & 0x1:  # zipfile would ask for a password (a RuntimeError)
+        raise UnsupportedFormatError(f"{info.filename} in the .keras archive is encrypted, which Keras never writes; "
+                                     f"{EXPECTED}. Received: {path}")
+
+
 def _read_member(zf: zipfile.ZipFile, member: str, limit: int, path: str) -> bytes:
     """A member's bytes, reading at most ``limit + 1`` of them whatever its headers declare."""
     info = zf.getinfo(member)
+    _refuse_encrypted(info, path)
     if info.file_size > limit:
         raise CorruptModelError(
             f"{member} in the .keras archive declares {info.file_size:,} bytes, more than the {limit:,}-byte "
@@ -92,6 +99,7 @@ def read_keras_archive(path: str) -> ModelIndex:
             raise CorruptModelError(
                 f"the .keras archive has no {WEIGHTS_MEMBER}; it is incomplete; {EXPECTED}. Received: {path}")
         info = zf.getinfo(WEIGHTS_MEMBER)
+        _refuse_encrypted(info, path)
         try:
             zf.open(info).close()  # validates the member header before we trust offsets
             if info.compress_type == zipfile.ZIP_STORED:
