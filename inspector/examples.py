@@ -466,7 +466,7 @@ class ScanCache:
                           "mean": settings.mean, "std": settings.std, "fit": settings.fit,
                           "size": list(geometry.spatial), "images": images.signature})
         self.folder = cache_dir() / model_hash[:24] / hashlib.sha256(key.encode()).hexdigest()[:24]
-        self.meta = {"images": str(images.root), "is_zip": images.is_zip, "files": list(images.files),
+        self.meta: dict[str, Any] = {"images": str(images.root), "is_zip": images.is_zip, "files": list(images.files),
                      "ignored": images.ignored, "preprocess": settings.resolved_preprocess(), "fit": settings.fit,
                      "size": list(geometry.spatial), "layers": {}}
 
