@@ -39,7 +39,7 @@ from typing import Any
 __all__ = [
     "call", "deserialize", "first_line", "functional_graph", "import_keras", "input_operation_name",
     "is_backend_error", "legacy_model_from_config", "prepare_environment", "run_graph", "set_verbose",
-    "standardize_inputs", "uses_xla_fallback",
+    "set_xla_variant", "standardize_inputs", "uses_xla_fallback",
 ]
 
 _VERBOSE = False
@@ -123,6 +123,17 @@ def _tf() -> Any:
 
 # Callables that needed the XLA path once: later calls go straight there (no failed eager attempt).
 _compiled: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: Functions that bring their own whole-XLA version (see :func:`set_xla_variant`).
+_variants: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def set_xla_variant(fn: Any, variant: Any) -> None:
+    """Use ``variant`` (an XLA-compiled ``tf.function``) when :func:`call` falls back for ``fn``.
+
+    Needed where ``fn`` is itself a ``tf.function``: wrapping it in a compiled function reuses its
+    already-traced graph, and a graph that nests compiled parts of its own hides static shapes from XLA.
+    """
+    _variants[fn] = variant
 
 
 def is_backend_error(exc: BaseException) -> bool:
@@ -147,7 +158,7 @@ def _is_fallback_error(exc: BaseException) -> bool:
 
 def _xla(fn: Any) -> Any:
     try:
-        cached = _compiled.get(fn)
+        cached = _compiled.get(fn) or _variants.get(fn)
     except TypeError:  # not weak-referenceable: compile afresh
         cached = None
     if cached is None:
