@@ -669,3 +669,13 @@ def test_filters_panel_on_a_weights_only_file_says_why() -> None:
     at = _app(model=SAMPLES / "digits_cnn.weights.h5", page="Filters")
     at.toggle(key="flt_vis_on").set_value(True).run()
     assert any("weights only" in i.value for i in at.info) and not _errors(at)
+
+
+def test_filters_page_links_to_the_examples_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSPECTOR_CACHE_DIR", str(tmp_path))  # no scan cached: the panel offers one
+    at = _app_at({"page": "filters", "layer": "conv2", "map": "3"})
+    button = at.button(key="examples_open_conv2")
+    assert button.label.startswith("Find the images that excite this map")
+    button.click().run()
+    assert at.radio(key="page").value == "Examples" and at.query_params["page"] == "examples"
+    assert not _errors(at), _errors(at)

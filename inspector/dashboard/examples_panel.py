@@ -47,6 +47,7 @@ def _scan_size(model_path: str, layer_path: str) -> tuple[int, int]:
 
 def _open_examples_page(layer_path: str) -> None:
     urlstate.open_view("Examples", ex_view_layer=layer_path)
+    st.session_state["_flt_full_rerun"] = True  # clicked inside the Filters page's fragment: leave the page
 
 
 def examples_panel(index: ModelIndex, model_key: loading.ModelKey, layer_path: str, map_index: int) -> None:

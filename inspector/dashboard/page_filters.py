@@ -25,6 +25,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from inspector.dashboard import loading, urlstate, views, visualizing
+from inspector.dashboard.examples_panel import examples_panel
 from inspector.dashboard.widgets import SORTS, fold_bn_ui, layer_choice_ui, map_choice_ui, show_picture
 from inspector.filters import output_map_count
 from inspector.records import ModelIndex
@@ -305,6 +306,9 @@ def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: D
         stats[2].metric("Kernel L2 norm", f"{float((fs.norms ** 2).sum() ** 0.5):.4g}")
         stats[3].metric("BN folded", "yes" if fs.bn_folded else "no")
         _downloads(key, layer, j, stage, fold_bn, sort, norm, cmap, cap, offset, rgb)
+        st.markdown(f"**What map {j} responds to** — the photos that excite it most, and the image that "
+                    "excites it most")
+        examples_panel(index, key, layer, j)
         visualizing.filters_panel(index, key, layer, j)
         with st.expander(f"Norm per input channel ({fs.n_inputs})", expanded=False):
             st.dataframe(pd.DataFrame({"input channel": fs.input_channels, "L2 norm": fs.norms}),
