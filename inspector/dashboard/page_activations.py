@@ -10,13 +10,10 @@ The decomposition's forward pass runs once per (layer, input, preprocessing, fit
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,25 +109,9 @@ def cached_decomposition(key: loading.ModelKey, digest: str, preprocess: str, fi
                          lambda: _decompose(_run, j, top_k))
 
 
-@contextlib.contextmanager
-def _collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a figure is built: with a Keras model loaded, the process holds
-    ~0.5 M tracked objects, and the full collections the figure's many small objects trigger cost
-    ~0.3 s per decomposition figure (bench: median 0.84 s -> 0.52 s for VGG16 block5_conv3). Garbage is
-    still collected, at the next collection after the figure."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _decompose(run: LayerRun, j: int, top_k: int) -> tuple[object, views.Picture]:
     dec = run.decompose(j)  # numpy only: the forward pass is in the LayerRun
-    with _collection_paused():
-        return dec, views.figure_picture(views.decomposition_figure(dec, top_k))  # shared renderer
+    return dec, views.figure_picture(views.decomposition_figure(dec, top_k))  # shared renderer
 
 
 #: The next and previous maps' decompositions and figures are made in the background after each run,
