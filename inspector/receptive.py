@@ -39,7 +39,7 @@ import numpy as np
 from .errors import InspectorError, describe_received
 from .graph import CHANNEL_PRESERVING, MERGE_LAYERS, SHAPE_PRESERVING, tensor_channels_first
 from .records import LayerRecord, ModelIndex
-from .shapes import conv_output_length, expand_ints, transpose_output_length
+from .shapes import conv_output_length, expand_ints, pad_pairs, transpose_output_length
 
 __all__ = ["FieldCache", "ReceptiveField", "ReceptiveFieldError", "layer_output_size", "receptive_field"]
 
@@ -169,14 +169,7 @@ def _shift_axis(n_in: int, n_out: int, offset: int) -> Taps:
 
 
 def _pairs(value: Any, rank: int, default: int) -> list[tuple[int, int]]:
-    if value is None:
-        value = default
-    if isinstance(value, int):
-        return [(value, value)] * rank
-    items = list(value)
-    if rank == 1 and len(items) == 2 and all(isinstance(v, int) for v in items):
-        return [(int(items[0]), int(items[1]))]
-    return [(int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1])) for v in items]
+    return pad_pairs(default if value is None else value, rank)
 
 
 def _axis_rules(rec: LayerRecord, sizes: Sequence[int]) -> tuple[tuple[int, ...], list[Taps]] | None:

@@ -13,7 +13,7 @@ from typing import Any
 from .graph import MERGE_LAYERS, SHAPE_PRESERVING
 from .records import Shape
 
-__all__ = ["conv_output_length", "expand_ints", "infer_output_shape", "transpose_output_length"]
+__all__ = ["conv_output_length", "expand_ints", "infer_output_shape", "pad_pairs", "transpose_output_length"]
 
 
 
@@ -38,7 +38,7 @@ def transpose_output_length(n: int | None, k: int, s: int, d: int, padding: str,
     return (n - 1) * s + k_eff - 2 * pad + output_padding
 
 
-def _pad_pairs(value: Any, rank: int) -> list[tuple[int, int]]:
+def pad_pairs(value: Any, rank: int) -> list[tuple[int, int]]:
     """(before, after) per spatial axis from Keras's padding/cropping spellings: n, (a, b) in 1-D, or per axis."""
     if isinstance(value, int):
         return [(value, value)] * rank
@@ -122,7 +122,7 @@ def infer_output_shape(class_name: str, config: Mapping[str, Any],
     if class_name.startswith(("ZeroPadding", "Cropping")) and rank:
         # Padding grows each spatial axis by (before + after); cropping shrinks it by the same amounts.
         grow = class_name.startswith("ZeroPadding")
-        pairs = _pad_pairs(c.get("padding" if grow else "cropping", 1 if grow else 0), rank)
+        pairs = pad_pairs(c.get("padding" if grow else "cropping", 1 if grow else 0), rank)
         spatial, ch = _spatial(shape, rank, cf)
         sign = 1 if grow else -1
         out = [None if n is None else n + sign * (a + b) for n, (a, b) in zip(spatial, pairs, strict=True)]

@@ -440,17 +440,21 @@ def test_weights_histograms_and_filter_health() -> None:
     assert len(at.image) == 4 and not _errors(at)  # gamma, beta, mean, variance; no health for BN
 
 
-def _finish_export(at: AppTest, timeout: float = 60.0) -> object:
-    """Wait for the background export of the page, then rerun so the page shows its result."""
+def _finish_job(at: AppTest, state_key: str, timeout: float = 120.0) -> object:
+    """Wait for a background job of the page, then rerun so the page shows its result."""
     import time
 
-    job = at.session_state["_exp_job"]
+    job = at.session_state[state_key]
     deadline = time.monotonic() + timeout
     while job.running and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not job.running
     at.run()
     return job
+
+
+def _finish_export(at: AppTest) -> object:
+    return _finish_job(at, "_exp_job")
 
 
 def test_export_layer_zip_with_manifest() -> None:
@@ -590,19 +594,6 @@ def test_inspector_app_command_line() -> None:
 
 
 # -- feature visualization: the Visualize page and the Filters panel -------------------------------------------
-
-def _finish_job(at: AppTest, state_key: str, timeout: float = 120.0) -> object:
-    """Wait for a background job of the page, then rerun so the page shows its result."""
-    import time
-
-    job = at.session_state[state_key]
-    deadline = time.monotonic() + timeout
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not job.running
-    at.run()
-    return job
-
 
 @pytest.mark.slow
 @pytest.mark.keras
