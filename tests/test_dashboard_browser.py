@@ -51,17 +51,22 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(cmd_tail: list[str], *, via_cli: bool = False) -> Iterator[str]:
-    """Start the dashboard (``python -m streamlit run`` or ``inspector app``), yield its URL, kill it."""
+def _server(cmd_tail: list[str], *, via_cli: bool = False, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start the dashboard (``python -m streamlit run`` or ``inspector app``), yield its URL, kill it.
+    ``env``: extra environment variables of the server."""
     port = _free_port()
     if via_cli:
         cmd = [sys.executable, "-m", "inspector", "app", *cmd_tail, "--headless", "--port", str(port)]
     else:
+        # No file watcher: an edit to a module while a test runs (a shared checkout) would make Streamlit
+        # re-import it on the next rerun, giving a second st.cache_resource store that a running job never fills.
         cmd = [sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT), "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", *cmd_tail]
+    extra = env or {}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
     env.pop("INSPECTOR_APP_MODEL", None)
+    env.update(extra)
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"server-{port}.log", "wb")  # noqa: SIM115 - closed in finally
     # Own process group: `inspector app` starts streamlit as a grandchild, and both must go.
@@ -525,3 +530,229 @@ def test_every_page_on_a_large_model(browser: object, tmp_path_factory: pytest.T
             _wait_idle(page)
             _shot(page, f"20-{name}-{shot}")
             assert not _errors(page), (query, _errors(page))
+
+
+# -- the new pages: Visualize, Examples, Compare, the report, the Filters-page panels ------------------------
+# One server on the bundled digits sample serves them all (each test opens its own session), with an
+# examples cache of its own so a scan from an earlier run is never found.
+
+SAMPLE = REPO / "sample_models" / "digits_cnn.keras"
+
+
+@pytest.fixture(scope="module")
+def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    cache = tmp_path_factory.mktemp("examples-cache")
+    with _server(["--", str(SAMPLE)], env={"INSPECTOR_CACHE_DIR": str(cache)}) as url:
+        yield url
+
+
+def _watch(page: object) -> list[str]:
+    """Console errors and uncaught exceptions of ``page``, collected from now on."""
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    return problems
+
+
+def _clean(page: object, problems: list[str]) -> None:
+    assert not _errors(page), _errors(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert not problems, problems
+
+
+def _images_loaded(page: object, min_width: int = 100) -> int:
+    """How many images of the page are decoded and at least ``min_width`` pixels wide."""
+    return int(page.evaluate(f"() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                             f".filter(i => i.complete && i.naturalWidth >= {min_width}).length"))
+
+
+def _keyed_download(page: object, key: str) -> bytes:
+    """The file of the download button with widget key ``key`` (pages have several "Download NPZ")."""
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as info:
+        page.locator(f".st-key-{key} button").first.click()
+    return Path(info.value.path()).read_bytes()
+
+
+def _npz(data: bytes) -> dict[str, object]:
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(data)) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
+def test_visualize_page_from_a_pasted_url_back_and_forward(browser: object, sample_server: str) -> None:
+    import numpy as np
+
+    page = _open(browser, f"{sample_server}/?page=filters&layer=conv2&map=5")
+    problems = _watch(page)
+    _caption(page, "conv2 · map 5 of 16")
+    page.goto(f"{sample_server}/?page=visualize&layer=conv2&maps=0-3&steps=8")  # pasted in the address bar
+    _wait_idle(page)
+    page.get_by_role("button", name="Visualize 4 maps of conv2").click()
+    summary = "natural images and 200 crops; 4 images, 8 steps, seed 0"  # the bundled inputs and photographs
+    _caption(page, summary)  # the job ran in the background and the page redrew with its result
+    _wait_idle(page)
+    assert _images_loaded(page, 400) == 1  # the grid of 4 images above the activation curve
+    assert page.get_by_role("button", name="Visualize 4 maps of conv2").count() == 0
+    assert _query(page) == {"page": "visualize", "layer": "conv2", "maps": "0-3", "steps": "8"}
+    arrays = _npz(_keyed_download(page, "vis_dl_npz"))
+    assert arrays["map_index"].tolist() == [0, 1, 2, 3] and int(arrays["steps"]) == 8
+    assert arrays["image"].shape == (4, 16, 16, 1) and np.isfinite(arrays["activation"]).all()
+    assert arrays["activation_trace"].shape == (8, 4)
+    _shot(page, "21-visualize-done")
+
+    # Back: the view before the pasted URL; Forward: the visualization again, shown at once (kept per settings).
+    page.go_back()
+    _wait_idle(page)
+    _caption(page, "conv2 · map 5 of 16")
+    assert _query(page)["page"] == "filters"
+    page.go_forward()
+    _wait_idle(page)
+    _caption(page, summary)
+    assert page.get_by_role("button", name="Visualize 4 maps of conv2").count() == 0
+    # Inside the app: other maps are another view (and not run yet); Back returns to the result.
+    box = page.locator('[data-testid="stTextInput"]').filter(has_text="Maps").locator("input")
+    box.fill("0-1")
+    box.press("Enter")
+    _wait_idle(page)
+    page.get_by_role("button", name="Visualize 2 maps of conv2").wait_for()
+    assert _query(page)["maps"] == "0-1"
+    page.go_back()
+    _wait_idle(page)
+    _caption(page, summary)
+    assert _query(page)["maps"] == "0-3" and box.input_value() == "0-3"
+    assert _images_loaded(page, 400) == 1
+    _clean(page, problems)
+
+
+def test_filters_panel_feature_visualization(browser: object, sample_server: str) -> None:
+    import re
+
+    import numpy as np
+
+    page = _open(browser, f"{sample_server}/?page=filters&layer=conv1&map=3")
+    problems = _watch(page)
+    _caption(page, "conv1 · map 3 of 8")
+    before = _images_loaded(page)
+    page.get_by_text("Feature visualization: the image that excites map 3 most", exact=True).click()
+    _wait_idle(page)
+    steps = page.locator(".st-key-flt_vis_steps input")
+    steps.fill("8")
+    steps.press("Enter")
+    _wait_idle(page)
+    page.get_by_role("button", name="Visualize map 3").click()
+    _caption(page, "1 image, 8 steps, seed 0")
+    _wait_idle(page)
+    caption = page.get_by_text("natural images and 200 crops", exact=False).first.inner_text()
+    assert re.match(r"activation \S+?( =|;) .*the best of \d+ natural images", caption), caption
+    assert _images_loaded(page) == before + 1
+    arrays = _npz(_keyed_download(page, "flt_vis_dl_npz"))
+    assert arrays["map_index"].tolist() == [3] and arrays["image"].shape == (1, 16, 16, 1)
+    shown = float(re.match(r"activation (\S+?)[;\s]", caption).group(1))  # 4 significant digits on screen
+    np.testing.assert_allclose(shown, float(arrays["activation"][0]), rtol=1e-3, atol=1e-6)
+    _shot(page, "22-filters-visualization-panel")
+    _clean(page, problems)
+
+
+def test_examples_scan_then_filters_panel_shows_the_crops(browser: object, sample_server: str,
+                                                          tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from inspector.photos import photo_paths
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in photo_paths():
+        shutil.copy(path, photos / path.name)
+    n_photos = len(list(photos.iterdir()))
+    page = _open(browser, f"{sample_server}/?page=filters&layer=conv2&map=3")
+    problems = _watch(page)
+    _caption(page, "Dataset examples: no scan of this layer yet.")
+    page.get_by_role("button", name="Find the images that excite this map (Examples page)").click()
+    _wait_idle(page)
+    assert _query(page)["page"] == "examples"
+    chosen = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Layers")
+    assert "conv2" in chosen.inner_text() and "conv1" not in chosen.inner_text()  # the map's layer is chosen
+    folder = page.locator('[data-testid="stTextInput"]').filter(has_text="Folder of images").locator("input")
+    folder.fill(str(photos))
+    folder.press("Enter")
+    _wait_idle(page)
+    page.get_by_role("button", name="Find examples").click()
+    _caption(page, f"{n_photos} images scanned, 0 skipped.")
+    _wait_idle(page)
+    _caption(page, "conv2: maps 0–7 of 16, top 9 images each")
+    assert _images_loaded(page, 300) == 1  # the contact sheet
+    result = json.loads(_keyed_download(page, "ex_dl_json"))
+    (layer,) = result["layers"]
+    assert layer["layer"] == "conv2" and len(layer["maps"]) == 16
+    top = next(m for m in layer["maps"] if m["map"] == 3)["top"]
+    assert len(top) == 9 and {e["file"] for e in top} <= {p.name for p in photos.iterdir()}
+    values = [e["value"] for e in top]
+    assert values == sorted(values, reverse=True)
+    _shot(page, "23-examples-scanned")
+
+    # The Filters page now shows map 3's crops, best first: the files of the scan's top 3.
+    page.goto(f"{sample_server}/?page=filters&layer=conv2&map=3")
+    _wait_idle(page)
+    _caption(page, f"Top 9 images from {photos.name}: {', '.join(e['file'] for e in top[:3])}, ...")
+    assert page.get_by_text("no scan of this layer yet", exact=False).count() == 0
+    _shot(page, "24-filters-examples-panel")
+    _clean(page, problems)
+
+
+@pytest.fixture(scope="module")
+def digits_changed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits sample with conv2's map 5 kernels replaced by noise (everything else the same)."""
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(SAMPLE, compile=False)
+    kernel, bias = model.get_layer("conv2").get_weights()
+    kernel[..., 5] = np.random.default_rng(0).normal(0.0, float(kernel.std()), kernel[..., 5].shape)
+    model.get_layer("conv2").set_weights([kernel, bias])
+    path = tmp_path_factory.mktemp("changed") / "digits_changed.keras"
+    model.save(path)
+    return path
+
+
+def test_compare_two_model_files(browser: object, sample_server: str, digits_changed: Path) -> None:
+    from inspector import open_model
+    from inspector.compare import compare_models
+
+    api = compare_models(open_model(SAMPLE), open_model(digits_changed))
+    counts = ", ".join(f"{v} {k}" for k, v in api.counts().items() if v)
+    assert api.counts()["changed"] == 1 and api.layer("conv2").status == "changed"
+    page = _open(browser, f"{sample_server}/?page=compare")
+    problems = _watch(page)
+    path_b = page.locator('[data-testid="stTextInput"]').filter(has_text="Path of model B").locator("input")
+    path_b.fill(str(digits_changed))
+    path_b.press("Enter")
+    _wait_idle(page)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    _wait_idle(page)
+    _caption(page, f"Layers with weights: {counts} (same = every weight within")  # inspector.compare's counts
+    assert page.locator('[data-testid="stDataFrame"]').count() == 1
+    _caption(page, "conv2: the most-changed maps, rows A, B, B − A")
+    assert _images_loaded(page, 300) == 2  # the drift overview and conv2's maps
+    _shot(page, "25-compare")
+    _clean(page, problems)
+
+
+def test_export_page_builds_and_downloads_the_report(browser: object, sample_server: str) -> None:
+    import re
+
+    page = _open(browser, f"{sample_server}/?page=export")
+    problems = _watch(page)
+    page.get_by_role("button", name="Build report").click()
+    page.get_by_role("button", name="Download report").wait_for(timeout=UI_TIMEOUT_MS)
+    _wait_idle(page)
+    data = _download(page, "Download report")
+    assert data.startswith(b"<!DOCTYPE html>") and b"conv2 (Conv2D, conv)" in data
+    assert not re.search(rb'src="(?!data:)', data)  # self-contained: every image embedded
+    assert data.count(b'src="data:image/png;base64,') >= 3
+    _caption(page, f"digits_cnn_report.html: {len(data) / 1e6:.2f} MB")
+    _shot(page, "26-export-report")
+    _clean(page, problems)

@@ -46,7 +46,8 @@ def _scan_size(model_path: str, layer_path: str) -> tuple[int, int]:
 
 
 def _open_examples_page(layer_path: str) -> None:
-    urlstate.open_view("Examples", ex_view_layer=layer_path)
+    # The scan's layer list too: left at its default (the first conv), the scan would not serve this map.
+    urlstate.open_view("Examples", ex_view_layer=layer_path, ex_layers=[layer_path])
     st.session_state["_flt_full_rerun"] = True  # clicked inside the Filters page's fragment: leave the page
 
 

@@ -84,17 +84,21 @@ def compare_page(index: ModelIndex, key: loading.ModelKey) -> None:
         return
     result = stored[1]
     counts = ", ".join(f"{v} {k}" for k, v in result.counts().items() if v)
-    st.success(f"{counts}. Same: every weight within ‖B − A‖ ≤ {result.tolerance:g} · ‖A‖.")
+    st.success(f"Layers with weights: {counts} (same = every weight within ‖B − A‖ ≤ {result.tolerance:g} · ‖A‖).")
     for note in result.notes:
         st.info(note)
-    st.dataframe(pd.DataFrame(comparison_rows(result)), hide_index=True, key="cmp_table", width="stretch")
+    table = pd.DataFrame(comparison_rows(result))
+    # Columns no layer has a value for (no map matching ran, no activations compared) would read "None" on
+    # every row: they are left out.
+    table = table.loc[:, [c for c in table.columns if table[c].notna().any()]]
+    st.dataframe(table, hide_index=True, key="cmp_table", width="stretch")
     from inspector.render.compare import changed_maps_figure, drift_figure
 
-    show_picture(views.figure_picture(drift_figure(result)), "Per-layer drift")
     changed = [e.path for e in iter_changed(result)]
-    if not changed:
+    if not changed:  # the drift figure would be one empty row per layer
         st.info("No layer's kernels changed.")
         return
+    show_picture(views.figure_picture(drift_figure(result)), "Per-layer drift")
     layer = st.selectbox("Changed layer (most changed first)", changed, key="cmp_layer")
     entry = result.layer(layer)
     try:

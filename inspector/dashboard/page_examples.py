@@ -116,7 +116,7 @@ def _browse_ui(key: loading.ModelKey) -> None:
     if le.note:
         st.caption(le.note)
     pages = max(1, -(-len(le.maps) // _MAPS_PER_SHEET))
-    page = int(st.number_input(f"Page of {_MAPS_PER_SHEET} maps (1–{pages})", 1, pages, 1, key="ex_view_page")) - 1
+    page = int(st.number_input(f"Page ({_MAPS_PER_SHEET} maps each, 1–{pages})", 1, pages, 1, key="ex_view_page")) - 1
     maps = [m.map for m in le.maps[page * _MAPS_PER_SHEET:(page + 1) * _MAPS_PER_SHEET]]
     pic = _sheet(result, str(layer), tuple(maps))
     show_picture(pic, f"{layer}: maps {maps[0]}–{maps[-1]} of {le.n_maps}, top {result.k} images each "

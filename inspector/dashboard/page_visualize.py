@@ -50,9 +50,13 @@ def visualize_page(index: ModelIndex, key: loading.ModelKey) -> None:
         running = jobs.current(_JOB, key)
         busy = running is not None and running.running
         label = f"Visualize {len(maps)} map{'s' if len(maps) != 1 else ''} of {layer}"
-        if done is None and st.button(label, key="vis_run", type="primary", disabled=busy):
+        slot = st.empty()  # the button goes once its run starts: the polled progress below is not a full rerun
+        if done is None and not busy and slot.button(label, key="vis_run", type="primary"):
+            slot.empty()
             visualizing.start(_JOB, key, layer, maps, settings)
             busy = True
+        elif busy and running is not None and running.tag != vis_key:
+            st.caption(f"A visualization of {running.name} is running; it finishes (or is cancelled) first.")
         if busy:
             jobs.progress_ui(_JOB, cancel_label="Cancel", widget_key="vis_cancel")
             return

@@ -80,22 +80,23 @@ def variable_size(key: loading.ModelKey) -> bool:
 
 def settings_ui(key: loading.ModelKey, prefix: str, *, objective: bool = True) -> Settings:
     """Steps, seed (and objective, size where they apply) as keyed widgets ``{prefix}_*``."""
-    cols = st.columns(4 if objective else 3)
+    free_size = variable_size(key)
+    cols = iter(st.columns(2 + int(free_size) + int(objective)))  # no empty column where a widget is absent
     st.session_state.setdefault(f"{prefix}_steps", DEFAULTS.steps)
-    steps = cols[0].number_input("Steps", 1, 4096, step=64, key=f"{prefix}_steps",
-                                 help="Optimisation steps (Adam); 256-512 is the usual range")
-    seed = cols[1].number_input("Seed", 0, 2**31 - 1, step=1, key=f"{prefix}_seed",
-                                help="The same seed gives the same image")
+    steps = next(cols).number_input("Steps", 1, 4096, step=64, key=f"{prefix}_steps",
+                                    help="Optimisation steps (Adam); 256-512 is the usual range")
+    seed = next(cols).number_input("Seed", 0, 2**31 - 1, step=1, key=f"{prefix}_seed",
+                                   help="The same seed gives the same image")
     size: int | None = None
-    if variable_size(key):
+    if free_size:
         st.session_state.setdefault(f"{prefix}_size", DEFAULTS.image_side)
-        size = int(cols[2].number_input("Size (px)", 8, 1024, step=16, key=f"{prefix}_size",
-                                        help="This model takes any input size; the image is made at this one"))
+        size = int(next(cols).number_input("Size (px)", 8, 1024, step=16, key=f"{prefix}_size",
+                                           help="This model takes any input size; the image is made at this one"))
     obj = str(Objective.CHANNEL)
     if objective:
-        obj = str(cols[-1].selectbox("Objective", [str(o) for o in Objective], key=f"{prefix}_objective",
-                                     help="channel: mean of the map; neuron: its centre value; negative-*: "
-                                          "the lowest values"))
+        obj = str(next(cols).selectbox("Objective", [str(o) for o in Objective], key=f"{prefix}_objective",
+                                       help="channel: mean of the map; neuron: its centre value; negative-*: "
+                                            "the lowest values"))
     return Settings(obj, int(steps), int(seed), size)
 
 
@@ -106,11 +107,12 @@ def start(state_key: str, key: loading.ModelKey, layer: str, maps: Sequence[int]
     model = loading.load_runnable_cached(*key)  # in the script thread: a cached resource
     store, vis_key = results(), settings.key(key, layer, maps)
     job: jobs.Job[Visualization] = jobs.Job(f"{layer} {list(maps)}", key, unit="steps", tag=vis_key)
-    job.what = "optimizing"
+    # The bar already reads "3/16 steps": the text says what is optimized, not the step again.
+    job.what = f"optimizing {_images(len(maps))} of {layer}"
 
     def work(progress: jobs.Progress) -> Visualization:
         def step(done: int, total: int) -> None:
-            progress(done, total, f"step {done} of {total}")
+            progress(done, total, "")
 
         vis = visualize_with_references(model, layer, maps, size=settings.size, objective=settings.objective,
                                         steps=settings.steps, seed=settings.seed, progress=step)
@@ -134,7 +136,7 @@ _PANEL_JOB = "_flt_vis_job"
 def filters_panel(index: ModelIndex, key: loading.ModelKey, layer: str, j: int) -> None:
     """"What map j responds to": off by default (it needs TensorFlow and seconds to minutes of work);
     when on, the stored result for these settings, the running job's progress, or a Run button."""
-    on = st.toggle(f"What map {j} responds to (feature visualization)", key="flt_vis_on",
+    on = st.toggle(f"Feature visualization: the image that excites map {j} most", key="flt_vis_on",
                    help="The input image that drives this map highest, found by gradient ascent, with how "
                         "it compares with natural photographs")
     if not on:
@@ -147,7 +149,7 @@ def filters_panel(index: ModelIndex, key: loading.ModelKey, layer: str, j: int) 
     vis_key = settings.key(key, layer, [j])
     done = results().get(vis_key)
     if done is not None:
-        show_result(done, f"{layer.replace('/', '_')}_map{j}_vis", "flt_vis", curve=False)
+        show_result(done, f"{layer.replace('/', '_')}_map{j}_vis", "flt_vis")
         return
     job = job_for(_PANEL_JOB, vis_key)
     if job is not None and job.running:
@@ -157,7 +159,9 @@ def filters_panel(index: ModelIndex, key: loading.ModelKey, layer: str, j: int) 
         st.error(job.error)
     other = jobs.current(_PANEL_JOB, key)
     busy = other is not None and other.running
-    if st.button(f"Visualize map {j}", key="flt_vis_run", disabled=busy, type="primary"):
+    slot = st.empty()  # the button goes once its run starts (the progress polls, the panel is not redrawn)
+    if slot.button(f"Visualize map {j}", key="flt_vis_run", disabled=busy, type="primary"):
+        slot.empty()
         start(_PANEL_JOB, key, layer, [j], settings)
         jobs.progress_ui(_PANEL_JOB, cancel_label="Cancel", widget_key="flt_vis_cancel")
         return
@@ -185,24 +189,35 @@ def _npz_bytes(vis: Visualization) -> bytes:
     return buf.getvalue()
 
 
+def _images(n: int) -> str:
+    return f"{n} image" + ("" if n == 1 else "s")
+
+
 def summary_line(vis: Visualization) -> str:
-    """'activation 3.2 = 2.7× the best of 13 natural images and 200 crops (41 s)'."""
+    """'activation 3.2 = 2.7× the best of 13 natural images and 200 crops (1.19); 1 image, 256 steps, ...'."""
     ref = vis.reference
-    line = f"{len(vis.map_index)} image(s), {vis.steps} steps, seed {vis.seed}, {vis.seconds:.0f} s"
+    line = f"{_images(len(vis.map_index))}, {vis.steps} steps, seed {vis.seed}, {vis.seconds:.0f} s"
     if ref is None or not ref.n_images:
         return line + "; no natural images to compare with"
-    ratios = vis.ratios()
-    if len(vis.map_index) == 1 and ratios is not None:
-        return (f"activation {vis.activation[0]:.4g} = {ratios[0]:.1f}× the best of {ref.n_images} natural "
-                f"images and {ref.n_crops} crops ({ref.best[0]:.4g}); " + line)
-    return f"compared with the best of {ref.n_images} natural images and {ref.n_crops} crops; " + line
+    natural = f"the best of {ref.n_images} natural images and {ref.n_crops} crops"
+    if len(vis.map_index) == 1:
+        ratios = vis.ratios()
+        reached = f"activation {vis.activation[0]:.4g}"
+        if ratios is not None and np.isfinite(ratios[0]):
+            return f"{reached} = {ratios[0]:.1f}× {natural} ({ref.best[0]:.4g}); " + line
+        # A ratio to a value <= 0 means nothing (Visualization.ratios gives nan): both values, no ratio.
+        return f"{reached}; {natural} reach {ref.best[0]:.4g} (not positive, so no ratio); " + line
+    return f"compared with {natural}; " + line
 
 
-def show_result(vis: Visualization, stem: str, widget_prefix: str, *, curve: bool = True) -> None:
-    """The figure (grid and, with ``curve``, the activation curve), the numbers and the downloads."""
-    from inspector.render.visualize import visualization_figure, visualization_grid
+def show_result(vis: Visualization, stem: str, widget_prefix: str) -> None:
+    """The figure (the grid above the activation curve), the numbers and the downloads.
 
-    fig = visualization_figure(vis) if curve else visualization_grid(vis)
+    Always the figure with the curve: it is at least 6 inches wide, so its title is not cut off (a grid
+    of one image is narrower than its title) and a single map's curve shows the best natural value."""
+    from inspector.render.visualize import visualization_figure
+
+    fig = visualization_figure(vis)
     show_picture(views.figure_picture(fig), summary_line(vis))
     cols = st.columns(3)
     cols[0].download_button("Download PNG", lambda: views.figure_bytes(visualization_figure(vis), "png", dpi=200),
