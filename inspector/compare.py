@@ -14,7 +14,10 @@
   that only rescales a map shows up;
 * a **permutation-aware matching** of maps (independent training runs learn the same filters in
   another order, sometimes negated): a one-to-one assignment maximising ``Σ |cos(a_i, b_σ(i))|``
-  (:func:`scipy.optimize.linear_sum_assignment`), with the signed cosine of each pair;
+  (:func:`scipy.optimize.linear_sum_assignment`), with the signed cosine of each pair. A pair counts as
+  a correspondence only when its ``|cos|`` reaches :func:`match_threshold` (at least 0.5 and far above
+  what unrelated random vectors of that length reach), since the assignment always finds *some*
+  permutation, even between two unrelated initialisations;
 * with inputs, **linear CKA** (Kornblith et al., 2019) between A's and B's activations of the layer:
   examples are the inputs, features the flattened activation. Invariant to orthogonal transforms
   and isotropic scaling of either side, so it is 1 for permuted or sign-flipped maps.
@@ -53,6 +56,7 @@ __all__ = [
     "compare_models",
     "linear_cka",
     "load_input_folder",
+    "match_threshold",
 ]
 
 DEFAULT_CHUNK_BYTES = 8 * 2**20
@@ -66,6 +70,13 @@ AUTO_MATCH_COSINE = 0.9
 #: maps or multiply-adds (VGG16 block5_conv3: 512² × 4608 = 1.2e9; fc1: 4096² × 25088 = 4.2e11).
 MATCH_MAX_MAPS = 4096
 MATCH_MAX_WORK = 4e9
+#: A matched pair is a correspondence only when its |cosine| reaches at least this (trained kernels are not
+#: isotropic random vectors: smooth first-layer filters of unrelated networks resemble each other) ...
+MATCH_MIN_COSINE = 0.5
+#: ... and a |cosine| that two independent random vectors of the pair's length exceed with probability
+#: at most MATCH_FALSE_RATE / (pairs the assignment chose from): unrelated layers show a false match in
+#: at most 0.1% of layers.
+MATCH_FALSE_RATE = 1e-3
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -112,21 +123,37 @@ class LayerComparison:
     weight_changes: dict[str, float] = field(default_factory=dict)  # per weight name, unfolded
     max_abs_change: float | None = None
     maps: list[MapChange] = field(default_factory=list)
-    matching: list[int] | None = None  # B's map for each of A's maps
-    matching_cosine: list[float] | None = None  # signed cosine of each matched pair
+    matching: list[int | None] | None = None  # B's map for each of A's maps (None: no counterpart); None: none
+    matching_cosine: list[float | None] | None = None  # signed cosine of each matched pair (None: no counterpart)
+    match_threshold: float | None = None  # the |cosine| a pair needed to count (set when matching ran)
+    match_median_cosine: float | None = None  # median |cosine| of the best one-to-one assignment, kept or not
     cka: float | None = None
     bn_folded: str | None = None  # "bn_a / bn_b" when folded
     notes: list[str] = field(default_factory=list)
 
     @property
+    def matched(self) -> int:
+        """A's maps with a counterpart in B (|cosine| >= ``match_threshold``)."""
+        return 0 if self.matching is None else sum(int(b is not None) for b in self.matching)
+
+    @property
     def permuted(self) -> int:
-        """Maps whose best partner in B has another index."""
-        return 0 if self.matching is None else sum(int(b != a) for a, b in enumerate(self.matching))
+        """Maps whose counterpart in B has another index."""
+        return 0 if self.matching is None else sum(int(b is not None and b != a) for a, b in enumerate(self.matching))
 
     @property
     def flipped(self) -> int:
         """Matched pairs whose kernels point in opposite directions (sign-flipped maps)."""
-        return 0 if self.matching_cosine is None else sum(int(c < 0) for c in self.matching_cosine)
+        return 0 if self.matching_cosine is None else sum(int(c is not None and c < 0) for c in self.matching_cosine)
+
+    def counterpart(self, j: int) -> tuple[int, float]:
+        """B's map matched to A's map ``j`` and the sign of the pair; ``(j, 1.0)`` without a counterpart."""
+        if self.matching is None or self.matching_cosine is None:
+            return j, 1.0
+        jb, cos = self.matching[j], self.matching_cosine[j]
+        if jb is None or cos is None:
+            return j, 1.0
+        return jb, -1.0 if cos < 0 else 1.0
 
     def most_changed(self, n: int) -> list[MapChange]:
         """The ``n`` maps with the lowest cosine (then the largest relative change)."""
@@ -143,6 +170,8 @@ class LayerComparison:
             "maps": [{"map": m.map, "cosine": m.cosine, "relative_change": m.relative_change,
                       "norm_a": m.norm_a, "norm_b": m.norm_b} for m in self.maps],
             "matching": self.matching, "matching_cosine": self.matching_cosine,
+            "match_threshold": self.match_threshold, "match_median_cosine": self.match_median_cosine,
+            "matched": self.matched if self.matching is not None else None,
             "permuted": self.permuted if self.matching is not None else None,
             "flipped": self.flipped if self.matching is not None else None,
             "cka": self.cka, "notes": list(self.notes),
@@ -195,7 +224,9 @@ class Comparison:
                 max_abs_change=e.get("max_abs_change"),
                 maps=[MapChange(int(m["map"]), num(m["cosine"]), num(m["relative_change"]), num(m.get("norm_a")),
                                 num(m.get("norm_b"))) for m in e.get("maps", [])],
-                matching=e.get("matching"), matching_cosine=e.get("matching_cosine"), cka=e.get("cka"),
+                matching=e.get("matching"), matching_cosine=e.get("matching_cosine"),
+                match_threshold=e.get("match_threshold"), match_median_cosine=e.get("match_median_cosine"),
+                cka=e.get("cka"),
                 bn_folded=e.get("bn_folded"), notes=list(e.get("notes", []))))
         return cls(a=d["a"], b=d["b"], format_a=d.get("format_a", ""), format_b=d.get("format_b", ""),
                    layers=layers, tolerance=float(d.get("tolerance", DEFAULT_TOLERANCE)),
@@ -338,6 +369,7 @@ class _MapSums:
     dd: np.ndarray
     raw: _Sums  # the stored kernel, unfolded (the stream covers it exactly, except separable)
     cross: np.ndarray | None  # A's maps × B's maps dot products, for the matching
+    length: int = 0  # entries of each map's vector (rows of the stream)
 
 
 def _stream_maps(la: Layout, lb: Layout, scale_a: np.ndarray | None, scale_b: np.ndarray | None,
@@ -350,6 +382,7 @@ def _stream_maps(la: Layout, lb: Layout, scale_a: np.ndarray | None, scale_b: np
         a = np.asarray(block_a, dtype=np.float64).reshape(-1, n)
         b = np.asarray(block_b, dtype=np.float64).reshape(-1, n)
         del block_a, block_b
+        sums.length += a.shape[0]
         sums.raw.add(a, b)
         if scale_a is not None and scale_b is not None:
             a, b = a * scale_a, b * scale_b
@@ -386,6 +419,24 @@ def _assignment(score: np.ndarray) -> np.ndarray:
     return out
 
 
+def match_threshold(length: int, pairs: int, *, false_rate: float = MATCH_FALSE_RATE,
+                    floor: float = MATCH_MIN_COSINE) -> float:
+    """The |cosine| a matched pair of maps needs to count as a correspondence.
+
+    For two independent isotropic random vectors of ``length`` entries, cos² follows
+    Beta(1/2, (length − 1)/2) (typical |cos| ≈ 1/√length). The threshold is the |cos| such a pair exceeds
+    with probability ``false_rate / pairs`` (``pairs``: the candidate pairs the assignment chose from), so
+    over a whole layer of unrelated maps a false correspondence has probability at most ``false_rate``;
+    and never below ``floor``. Vectors of one entry are always parallel: nothing can be matched (inf).
+    """
+    if length <= 1:
+        return math.inf
+    from scipy.stats import beta  # type: ignore[import-untyped]
+
+    null = math.sqrt(float(beta.isf(false_rate / max(pairs, 1), 0.5, (length - 1) / 2)))
+    return max(floor, null)
+
+
 def _match_maps(entry: LayerComparison, sums: _MapSums, la: Layout) -> None:
     assert sums.cross is not None
     na, nb = np.sqrt(sums.aa), np.sqrt(sums.bb)
@@ -393,9 +444,25 @@ def _match_maps(entry: LayerComparison, sums: _MapSums, la: Layout) -> None:
     offsets = la.stream(DEFAULT_CHUNK_BYTES).col_offset
     comparable = offsets[:, None] == offsets[None, :]  # grouped/depthwise maps of other groups read other inputs
     score = np.where(comparable, np.abs(np.nan_to_num(cos)), -1.0)
-    matching = _assignment(score)
-    entry.matching = [int(v) for v in matching]
-    entry.matching_cosine = [float(cos[i, j]) for i, j in enumerate(matching)]
+    assigned = _assignment(score)
+    pair_cos = np.array([cos[i, j] for i, j in enumerate(assigned)], dtype=np.float64)
+    threshold = match_threshold(sums.length, int(comparable.sum()))
+    # Two all-zero maps have cosine 1 by convention, but a zero map says nothing about order: not a match.
+    alive = (na > 0) & (nb[assigned] > 0)
+    kept = (np.abs(pair_cos) >= threshold) & alive
+    entry.match_threshold = threshold
+    entry.match_median_cosine = float(np.median(np.abs(pair_cos))) if len(pair_cos) else None
+    n, k = len(assigned), int(kept.sum())
+    needed = f"a match needs |cos| ≥ {threshold:.2f}"
+    if k == 0:
+        entry.notes.append(f"no map correspondence found (median matched |cos| = {entry.match_median_cosine:.3f}; "
+                           f"{needed})")
+        return
+    entry.matching = [int(j) if ok else None for j, ok in zip(assigned, kept, strict=True)]
+    entry.matching_cosine = [float(c) if ok else None for c, ok in zip(pair_cos, kept, strict=True)]
+    if k < n:
+        entry.notes.append(f"{k} of {n} maps have a counterpart in B ({needed}); the other {n - k} have none "
+                           f"(null in matching)")
 
 
 def _compare_pair(a: ModelIndex, b: ModelIndex, ra: LayerRecord, rb: LayerRecord, how: str, *, tolerance: float,

@@ -20,6 +20,7 @@ from inspector.compare import Status, compare_models, linear_cka
 
 PERM = np.array([5, 0, 7, 2, 1, 6, 4, 3])
 SIGN = np.array([1, -1, 1, 1, -1, 1, -1, 1], dtype=np.float32)
+PERM2 = np.array([3, 9, 0, 4, 8, 1, 7, 2, 6, 5])
 
 
 def _build(seed: int) -> Any:
@@ -73,6 +74,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         k, b = m.get_layer("c1").get_weights()
         m.get_layer("c1").set_weights([k[..., PERM] * SIGN, b[PERM] * SIGN])
 
+    def partial(m: Any) -> None:  # c2's maps permuted with noise, then B's maps 0 and 1 re-drawn at random
+        k, b = m.get_layer("c2").get_weights()
+        k = k[..., PERM2] + 0.2 * np.std(k) * rng.standard_normal(k.shape).astype("float32")
+        k[..., :2] = np.std(k) * rng.standard_normal(k[..., :2].shape).astype("float32")
+        m.get_layer("c2").set_weights([k, b])
+
     def bn_gamma(m: Any) -> None:
         w = m.get_layer("bn1").get_weights()
         w[0] = w[0] * np.linspace(0.5, 2.0, 8, dtype="float32")
@@ -82,6 +89,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     variant("reinit.keras", reinit)
     variant("permuted.keras", permute)
     variant("bn.keras", bn_gamma)
+    variant("partial.keras", partial)
+    other = _build(1)  # an independent initialisation of the same architecture
+    other.save(folder / "other_init.keras")
     return out
 
 
@@ -147,6 +157,68 @@ def test_permuted_and_sign_flipped_maps_are_matched(files: dict[str, Any]) -> No
     assert entry.permuted == int((expected != np.arange(8)).sum())
     # Only c1 was touched (c2 still reads the channels in A's order: not a function-preserving permutation).
     assert [e.path for e in result.layers if e.status is not Status.SAME] == ["c1"]
+
+
+def _assignment_cosines(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """Signed cosine of each A map with its partner in the best one-to-one assignment by |cos| (numpy, scipy)."""
+    from scipy.optimize import linear_sum_assignment
+
+    a, b = ka / np.linalg.norm(ka, axis=1, keepdims=True), kb / np.linalg.norm(kb, axis=1, keepdims=True)
+    cos = a @ b.T
+    rows, cols = linear_sum_assignment(np.abs(cos), maximize=True)
+    return cos[rows, cols]
+
+
+def test_independent_initialisations_have_no_correspondence(files: dict[str, Any]) -> None:
+    import keras
+
+    result = _cmp(files, "other_init.keras", match="always")
+    other = keras.models.load_model(files["folder"] / "other_init.keras")
+    filter_layers = [e for e in result.layers if e.maps]
+    assert {e.path for e in filter_layers} >= {"c1", "c2", "head"}
+    for entry in filter_layers:
+        assert entry.status is Status.CHANGED
+        assert entry.matching is None and entry.matching_cosine is None, entry.path
+        assert entry.permuted == 0 and entry.flipped == 0 and entry.matched == 0
+        assert entry.match_threshold is not None and entry.match_threshold >= 0.5
+        assert entry.match_median_cosine is not None and entry.match_median_cosine < entry.match_threshold
+        assert any(n.startswith("no map correspondence found (median matched |cos| = ") for n in entry.notes)
+        data = entry.to_dict()
+        assert data["matching"] is None and data["permuted"] is None
+    # The median reported is that of the best assignment, computed here from Keras's kernels.
+    for path in ("c1", "c2"):
+        cos = _assignment_cosines(_maps(files["a"][path][0]).astype(np.float64),
+                                  _maps(other.get_layer(path).get_weights()[0]).astype(np.float64))
+        assert result.layer(path).match_median_cosine == pytest.approx(np.median(np.abs(cos)), rel=1e-5)
+
+
+def test_partial_correspondence_leaves_null_entries(files: dict[str, Any]) -> None:
+    entry = _cmp(files, "partial.keras").layer("c2")
+    expected: list[int | None] = np.argsort(PERM2).tolist()  # A's map i is B's map j with PERM2[j] == i
+    for j in (0, 1):  # B's maps 0 and 1 were re-drawn: A's maps PERM2[0], PERM2[1] have no counterpart
+        expected[PERM2[j]] = None
+    assert entry.matching == expected
+    assert entry.matched == 8 and entry.permuted == 8
+    assert entry.matching_cosine is not None
+    kept = [c for c in entry.matching_cosine if c is not None]
+    assert len(kept) == 8 and all(0.9 < c < 1.0 for c in kept)  # noisy copies, clearly above the threshold
+    assert any("8 of 10 maps have a counterpart" in n for n in entry.notes)
+
+
+def test_match_threshold_is_the_random_vector_tail() -> None:
+    from inspector.compare import match_threshold
+
+    rng = np.random.default_rng(5)
+    for length in (9, 27, 200):
+        t = match_threshold(length, 1, false_rate=0.01, floor=0.0)
+        a = rng.standard_normal((200_000, length))
+        b = rng.standard_normal((200_000, length))
+        cos = np.einsum("ij,ij->i", a, b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert np.mean(np.abs(cos) >= t) == pytest.approx(0.01, rel=0.15), length
+    assert match_threshold(4608, 512 * 512) == 0.5  # the floor: random 4608-vectors stay below 0.09
+    assert match_threshold(4608, 512 * 512, floor=0.0) < 0.09
+    assert match_threshold(27, 64 * 64) > 0.75  # VGG16 block1_conv1: 27 weights a map
+    assert match_threshold(1, 4) == np.inf
 
 
 def test_bn_fold_shows_a_rescaled_map(files: dict[str, Any]) -> None:
@@ -323,5 +395,6 @@ def test_dashboard_compare_page(files: dict[str, Any]) -> None:
     assert dict(zip(table["layer"], table["status"], strict=True))["c1"] == "changed"
     assert (table["status"] == "same").sum() == len(files["a"]) - 1
     assert int(table.set_index("layer").loc["c1", "sign-flipped maps"]) == int((SIGN < 0).sum())
+    assert table.set_index("layer").loc["c1", "map correspondence"].startswith("8 of 8 maps (|cos| ≥ ")
     assert at.selectbox(key="cmp_layer").value == "c1"
     assert len(at.image) == 2  # drift overview and the most-changed maps

@@ -31,9 +31,19 @@ def comparison_rows(result: Any) -> list[dict[str, Any]]:
         rows.append({"layer": e.path if e.path_b is None else f"{e.path} ~ {e.path_b}", "status": str(e.status),
                      "relative change": e.relative_change, "min cosine": cos[0] if cos else None,
                      "median cosine": cos[len(cos) // 2] if cos else None,
+                     "map correspondence": _correspondence(e),
                      "permuted maps": e.permuted if e.matching is not None else None,
                      "sign-flipped maps": e.flipped if e.matching is not None else None, "CKA": e.cka})
     return rows
+
+
+def _correspondence(e: Any) -> str | None:
+    """'8 of 10 maps' / 'none (median |cos| 0.046 < 0.50)'; None when no matching ran."""
+    if e.match_threshold is None:
+        return None
+    if e.matching is None:
+        return f"none found (median |cos| {e.match_median_cosine:.3f} < {e.match_threshold:.2f})"
+    return f"{e.matched} of {len(e.matching)} maps (|cos| ≥ {e.match_threshold:.2f})"
 
 
 def _second_model_ui() -> str | None:
@@ -54,7 +64,8 @@ def compare_page(index: ModelIndex, key: loading.ModelKey) -> None:
     cols = st.columns(3)
     fold_bn = cols[0].checkbox("Fold BatchNormalization into both", key="cmp_fold_bn")
     match = cols[1].selectbox("Map matching", [str(m) for m in Match], key="cmp_match",
-                              help="permutation-aware matching of maps (auto: layers where some map's cosine < 0.9)")
+                              help="permutation-aware matching of maps (auto: layers where some map's cosine < 0.9); "
+                                   "a pair counts only when its |cosine| is far above chance (≥ 0.5)")
     top_maps = int(cols[2].number_input("Maps drawn", 1, 16, 4, key="cmp_top_maps"))
     if path_b is None:
         st.info("Choose model B: a path or a bundled sample.")

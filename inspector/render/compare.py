@@ -66,8 +66,9 @@ def drift_figure(result: Comparison, *, max_layers: int = 120, dpi: float = DEFA
         right.plot([float(np.min(cos)), float(np.max(cos))], [k, k], color="#bbbbbb", lw=1)
         right.plot(float(np.min(cos)), k, "o", color="#d62728", ms=3)
         right.plot(float(np.median(cos)), k, "|", color="#1f77b4", ms=7, mew=1.5)
-        if entry.matching_cosine is not None:
-            right.plot(float(np.median(np.abs(entry.matching_cosine))), k, "D", color="#2ca02c", ms=3.5)
+        if entry.match_median_cosine is not None:  # hollow: the best matching is no correspondence
+            right.plot(entry.match_median_cosine, k, "D", ms=3.5, color="#2ca02c",
+                       mfc="#2ca02c" if entry.matching is not None else "none")
     right.set_xlim(-1.05, 1.05)
     right.axvline(0, color="#dddddd", lw=0.8)
     right.set_xlabel("per-map cosine (A map j vs B map j)")
@@ -117,19 +118,18 @@ def changed_maps_figure(a: ModelIndex, b: ModelIndex, entry: LayerComparison, *,
     width = 0
     for change in chosen:
         j = change.map
-        jb = entry.matching[j] if entry.matching is not None else j
+        jb, sign = entry.counterpart(j)
         fa = _filterset(a, ra, template, j, fold)
         fb = _filterset(b, rb, template, jb, fold)
         ka, kb = fa.kernels[:max_channels], fb.kernels[:max_channels]
-        if entry.matching_cosine is not None and entry.matching_cosine[j] < 0:
+        if sign < 0:
             kb = -kb
         ta, note = kernel_tiles(ka)
         tb, _ = kernel_tiles(kb)
         if note:
             notes.append(note)
         width = max(width, len(ta))
-        b_name = f"B map {jb}" + (" (−1×)" if entry.matching_cosine is not None and entry.matching_cosine[j] < 0
-                                  else "")
+        b_name = f"B map {jb}" + (" (−1×)" if sign < 0 else "")
         for tiles, name in ((ta, f"A map {j}"), (tb, b_name), (tb - ta, "B − A")):
             rows.append(tiles)
             row_labels.append(name)
@@ -149,7 +149,7 @@ def changed_maps_figure(a: ModelIndex, b: ModelIndex, entry: LayerComparison, *,
     shown = f"first {width} input channels" if width < (fs_total := _n_inputs(total)) else f"all {fs_total} inputs"
     title = (f"{entry.path}: the {len(chosen)} most-changed maps ({shown}); rows A, B, B − A; "
              f"shared scale ±{format_number(v)}" + ("; BN folded" if fold else "")
-             + ("; B matched by permutation" if entry.matching is not None else "")
+             + ("; B's matched map where it has one" if entry.matching is not None else "")
              + (f"; {notes[0]}" if notes else ""))
     sub = [f"cos {c.cosine:+.3f}" if k % 3 == 0 and i == 0 else "" for c in chosen for k in range(3)
            for i in range(width)]
