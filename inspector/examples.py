@@ -67,7 +67,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 DEFAULT_K = 9
 #: Environment variable naming the cache folder (tests point it at a temporary folder).
 CACHE_ENV = "INSPECTOR_CACHE_DIR"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: "auto" follows the model's own Rescaling/Normalization
 _CHECKPOINT_SECONDS = 10.0
 ProgressFn = Callable[[int, int, str], None]
 
@@ -172,8 +172,10 @@ class ScanSettings:
     fit: str = "stretch"
     size: tuple[int, int] | None = None  # None: the model's input size
 
-    def resolved_preprocess(self) -> str:
-        return "scale01" if self.preprocess == "auto" else self.preprocess
+    def resolved_preprocess(self, geometry: InputGeometry) -> str:
+        from .inputs import auto_preprocess
+
+        return auto_preprocess(self.preprocess, builtin=geometry.builtin_preprocessing)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class InputGeometry:
     width: int
     channels: int
     channels_first: bool
+    builtin_preprocessing: bool = False  # the model takes raw 0..255 (Rescaling/Normalization first)
 
     @property
     def spatial(self) -> tuple[int, int]:
@@ -213,7 +216,7 @@ def input_geometry(model: Any, settings: ScanSettings) -> InputGeometry:
     else:
         h, w = int(fixed[0] or 0), int(fixed[1] or 0)
     channels = spec.channels or 3
-    return InputGeometry(int(h), int(w), int(channels), spec.channels_first)
+    return InputGeometry(int(h), int(w), int(channels), spec.channels_first, spec.builtin_preprocessing)
 
 
 def preprocess_batch(images: np.ndarray, geometry: InputGeometry, settings: ScanSettings) -> np.ndarray:
@@ -222,7 +225,7 @@ def preprocess_batch(images: np.ndarray, geometry: InputGeometry, settings: Scan
 
     x = np.moveaxis(images, -1, 1) if geometry.channels_first else images
     spec = InputSpec(geometry.shape(), geometry.channels_first)
-    return load_input(np.ascontiguousarray(x), spec, preprocess=settings.resolved_preprocess(),
+    return load_input(np.ascontiguousarray(x), spec, preprocess=settings.resolved_preprocess(geometry),
                       mean=settings.mean, std=settings.std)
 
 
@@ -462,12 +465,13 @@ class ScanCache:
     (``.partial.npz`` while a scan is under way)."""
 
     def __init__(self, model_hash: str, settings: ScanSettings, geometry: InputGeometry, images: ImageSource) -> None:
-        key = json.dumps({"v": _CACHE_VERSION, "model": model_hash, "preprocess": settings.resolved_preprocess(),
+        pre = settings.resolved_preprocess(geometry)
+        key = json.dumps({"v": _CACHE_VERSION, "model": model_hash, "preprocess": pre,
                           "mean": settings.mean, "std": settings.std, "fit": settings.fit,
                           "size": list(geometry.spatial), "images": images.signature})
         self.folder = cache_dir() / model_hash[:24] / hashlib.sha256(key.encode()).hexdigest()[:24]
         self.meta: dict[str, Any] = {"images": str(images.root), "is_zip": images.is_zip, "files": list(images.files),
-                     "ignored": images.ignored, "preprocess": settings.resolved_preprocess(), "fit": settings.fit,
+                     "ignored": images.ignored, "preprocess": pre, "fit": settings.fit,
                      "size": list(geometry.spatial), "layers": {}}
 
     def load(self, layer: str, k: int) -> LayerState | None:
@@ -842,7 +846,7 @@ def find_examples(model: str | os.PathLike[str] | Any, images: str | os.PathLike
     return ExamplesResult(
         model=_model_label(model), images=str(source.root), images_scanned=first.scanned,
         images_skipped=tuple(source.files[i] for i in sorted(set(first.skipped))), files_ignored=source.ignored,
-        k=k, input_size=geometry.spatial, preprocess=settings.resolved_preprocess(), fit=settings.fit,
+        k=k, input_size=geometry.spatial, preprocess=settings.resolved_preprocess(geometry), fit=settings.fit,
         layers=tuple(layers_out), from_cache=all_cached)
 
 

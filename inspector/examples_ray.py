@@ -153,7 +153,7 @@ def run_ray(model_path: str, plan: ScanPlan, states: dict[str, LayerState], *, b
             fn_constructor_kwargs={
                 "model_path": os.path.abspath(model_path), "paths": list(plan.paths),
                 "geometry": {"height": g.height, "width": g.width, "channels": g.channels,
-                             "channels_first": g.channels_first},
+                             "channels_first": g.channels_first, "builtin_preprocessing": g.builtin_preprocessing},
                 "settings": {"preprocess": s.preprocess, "mean": s.mean, "std": s.std, "fit": s.fit,
                              "size": s.size},
                 "files": list(images.files), "root": str(images.root), "is_zip": images.is_zip, "k": plan.k,

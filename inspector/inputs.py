@@ -1,13 +1,14 @@
 """Model inputs from image files, ``.npy`` arrays or a built-in sample, fitted to the model's input.
 
-Preprocessing is explicit, never guessed from the model (docs/decomposition.md, "Inputs"):
+Preprocessing is explicit (docs/decomposition.md, "Inputs"); only ``auto`` looks at the model:
 
 * ``scale01``: pixel values ``v / 255`` → [0, 1]
 * ``scale11``: ``v / 127.5 - 1`` → [-1, 1]
 * ``meanstd``: ``(v - mean) / std`` per channel, on the 0..255 values (give ``mean`` and ``std``)
 * ``none``: values as stored (0..255 for images, as-is for arrays)
-* ``auto`` (default): ``scale01`` for images and the built-in sample, ``none`` for ``.npy`` arrays
-  (arrays are assumed to be preprocessed already).
+* ``auto`` (default): for images, photographs and the built-in sample, ``none`` (raw 0..255) when the
+  model begins with a ``Rescaling`` or ``Normalization`` layer (it preprocesses itself), else ``scale01``;
+  ``none`` for ``.npy`` arrays (arrays are assumed to be preprocessed already).
 * the Keras applications' modes (``keras.applications.imagenet_utils.preprocess_input(x, mode=...)``,
   same float32 results), for 3-channel RGB inputs on 0..255:
   ``caffe``: RGB → BGR, minus the ImageNet mean ``[103.939, 116.779, 123.68]`` (BGR order), no scaling
@@ -81,6 +82,8 @@ class InputSpec:
 
     shape: tuple[int | None, ...]
     channels_first: bool = False
+    #: The model begins with Rescaling/Normalization: ``auto`` feeds images raw (0..255).
+    builtin_preprocessing: bool = False
 
     @property
     def is_image(self) -> bool:
@@ -122,10 +125,30 @@ def model_channels_first(model: Any) -> bool:
     return False
 
 
+def has_builtin_preprocessing(model: Any) -> bool:
+    """Whether the model's first layer (after the input) is ``Rescaling`` or ``Normalization``: then it
+    takes raw pixel values, and ``auto`` preprocessing is ``none``."""
+    for layer in _leaf_layers(model):
+        name = type(layer).__name__
+        if name == "InputLayer":
+            continue
+        return name in ("Rescaling", "Normalization")
+    return False
+
+
+def auto_preprocess(preprocess: str, *, builtin: bool, array: bool = False) -> str:
+    """What ``auto`` means for an input: ``none`` for arrays and for models that preprocess themselves,
+    ``scale01`` otherwise; any other value is returned as it is."""
+    if preprocess != "auto":
+        return preprocess
+    return "none" if array or builtin else "scale01"
+
+
 def input_spec_from_model(model: object) -> InputSpec:
     """The input spec of a Keras model: its (first) input shape, layout from its first conv-like layer."""
     shape = model.inputs[0].shape  # type: ignore[attr-defined]
-    return InputSpec(tuple(None if d is None else int(d) for d in shape[1:]), model_channels_first(model))
+    return InputSpec(tuple(None if d is None else int(d) for d in shape[1:]), model_channels_first(model),
+                     has_builtin_preprocessing(model))
 
 
 def sample_image(height: int, width: int, channels: int) -> np.ndarray:
@@ -302,10 +325,10 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
     channel_axis = 1 if spec.channels_first else -1
     if isinstance(source, np.ndarray):
         x = _fit_array(np.asarray(source, dtype=np.float32), spec, "an in-memory array")
-        how = "none" if preprocess == "auto" else preprocess
+        how = auto_preprocess(preprocess, builtin=spec.builtin_preprocessing, array=True)
     elif str(source) == "sample":
         x = _sample_for(spec)
-        how = "scale01" if preprocess == "auto" else preprocess
+        how = auto_preprocess(preprocess, builtin=spec.builtin_preprocessing)
     else:
         from .photos import PHOTO_PREFIX, photo_path
 
@@ -323,7 +346,7 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
             if not np.issubdtype(raw.dtype, np.number) and raw.dtype != np.bool_:
                 raise InputDataError(f"the .npy array must be numeric. Received: dtype {raw.dtype} in {source}")
             x = _fit_array(raw.astype(np.float32), spec, str(source))
-            how = "none" if preprocess == "auto" else preprocess
+            how = auto_preprocess(preprocess, builtin=spec.builtin_preprocessing, array=True)
         else:
             if not spec.is_image:
                 raise InputDataError(
@@ -337,7 +360,7 @@ def load_input(source: str | os.PathLike[str] | np.ndarray, spec: InputSpec, *, 
             if spec.channels_first:
                 img = np.moveaxis(img, -1, 0)
             x = _fit_array(img, spec, str(source))
-            how = "scale01" if preprocess == "auto" else preprocess
+            how = auto_preprocess(preprocess, builtin=spec.builtin_preprocessing)
     x = _preprocess(x.astype(np.float32), how, mean, std, channel_axis).astype(np.float32)
     if batch is not None and batch > 1:
         x = np.repeat(x[:1], batch, axis=0)

@@ -189,29 +189,12 @@ PREPROCESS = ("auto", "scale01", "scale11", "meanstd", "none")
 def resolve_preprocess(model: Any, preprocess: str) -> str:
     """``auto`` is ``none`` (raw 0..255 values) when the model begins with a ``Rescaling`` or
     ``Normalization`` layer (built-in preprocessing), else ``scale01``; other values are returned as is."""
+    from .inputs import auto_preprocess, has_builtin_preprocessing
+
     if preprocess not in PREPROCESS:
         raise InputDataError(f"preprocessing must be one of {', '.join(PREPROCESS)}. "
                              f"Received: {describe_received(preprocess)}")
-    if preprocess != "auto":
-        return preprocess
-    for layer in _leaf_layers(model):
-        name = type(layer).__name__
-        if name == "InputLayer":
-            continue
-        if name in ("Rescaling", "Normalization"):
-            return "none"
-        break
-    return "scale01"
-
-
-def _leaf_layers(model: Any) -> list[Any]:
-    out: list[Any] = []
-    for layer in getattr(model, "layers", []):
-        if kerascompat.functional_graph(layer) is not None:
-            out.extend(_leaf_layers(layer))
-        else:
-            out.append(layer)
-    return out
+    return auto_preprocess(preprocess, builtin=preprocess == "auto" and has_builtin_preprocessing(model))
 
 
 def input_range(preprocess: str, channels: int, mean: Sequence[float] | None = None,

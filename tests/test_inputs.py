@@ -216,3 +216,23 @@ def test_cli_takes_a_photo_as_input(tmp_path: Path) -> None:
     out = tmp_path / "act.npz"
     assert main(["activations", str(SHAPES), "photo:astronaut", "--layer", "conv1_rgb", "--npz", str(out)]) == 0
     assert out.is_file()
+
+
+def test_auto_feeds_raw_pixels_to_a_model_that_rescales_itself() -> None:
+    """shapes_rgb begins with Rescaling(1/255): 'auto' gives it 0..255; digits_cnn does not: 0..1."""
+    from inspector.inputs import input_spec_from_model
+    from inspector.runtime import load_runnable
+
+    shapes = input_spec_from_model(load_runnable(SHAPES))
+    digits = input_spec_from_model(load_runnable(REPO / "sample_models" / "digits_cnn.keras"))
+    assert shapes.builtin_preprocessing and not digits.builtin_preprocessing
+    png = REPO / "sample_models" / "sample_input_rgb.png"
+    raw = load_input(png, shapes)
+    np.testing.assert_array_equal(raw, load_input(png, shapes, preprocess="none"))
+    assert raw.max() > 200
+    scaled = load_input("sample", digits)
+    np.testing.assert_array_equal(scaled, load_input("sample", digits, preprocess="scale01"))
+    assert scaled.max() <= 1.0
+    # Arrays are taken as given either way.
+    arr = np.full((1, 32, 32, 3), 7.0, np.float32)
+    np.testing.assert_array_equal(load_input(arr, shapes), arr)
