@@ -57,5 +57,7 @@ def contact_sheet_figure(rows: Sequence[tuple[int, Sequence[tuple[Example, np.nd
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(crop_label(example), fontsize=LABEL_PT, pad=2, y=-0.02, va="top")
+            # Under the crop, clear of its edge (a title with a negative y sat on the image's border).
+            ax.text(0.5, -0.05, crop_label(example), transform=ax.transAxes, ha="center", va="top",
+                    fontsize=LABEL_PT + 1)
     return fig

@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .common import DEFAULT_DPI, LABEL_PT, format_number, grid_shape, new_figure
+from .common import DEFAULT_DPI, LABEL_PT, format_number, grid_shape, new_figure, wrap_to_width
 
 if TYPE_CHECKING:
     from ..visualize import Visualization
@@ -66,9 +65,12 @@ def visualization_grid(vis: Visualization, *, fig: Figure | None = None, cols: i
     """One labelled cell per visualized image."""
     n = len(vis.map_index)
     rows, cols = grid_shape(n, cols)
-    fig = new_figure(fig, cols * _CELL_IN + 0.4, rows * (_CELL_IN + 0.2) + 0.75, dpi)
-    _fill_grid(fig, vis, rows, cols, top=1.0 - 0.7 / fig.get_figheight(), bottom=0.02)
-    fig.suptitle(_title(vis), fontsize=LABEL_PT + 1)
+    width = cols * _CELL_IN + 0.4
+    title = wrap_to_width(_title(vis), width - 0.2, LABEL_PT + 1)  # one or two cells: the title wraps
+    extra = 0.18 * title.count("\n")
+    fig = new_figure(fig, width, rows * (_CELL_IN + 0.2) + 0.75 + extra, dpi)
+    _fill_grid(fig, vis, rows, cols, top=1.0 - (0.7 + extra) / fig.get_figheight(), bottom=0.02)
+    fig.suptitle(title, fontsize=LABEL_PT + 1)
     return fig
 
 
@@ -93,8 +95,8 @@ def activation_curve(vis: Visualization, *, ax: Axes | None = None, fig: Figure 
                      dpi: float = DEFAULT_DPI) -> Figure:
     """The objective per step (under the random transforms), one line per image; the warm-up shaded."""
     if ax is None:
-        fig = new_figure(fig, 6.0, 3.0, dpi)
-        ax = fig.add_subplot(1, 1, 1)
+        fig = new_figure(fig, 7.5, 3.0, dpi)
+        ax = fig.add_axes((0.1, 0.16, 0.64, 0.78))  # the legend goes to the right
     owner = ax.get_figure()
     assert isinstance(owner, Figure)
     trace = np.asarray(vis.activation_trace)
@@ -110,7 +112,8 @@ def activation_curve(vis: Visualization, *, ax: Axes | None = None, fig: Figure 
     ax.tick_params(labelsize=LABEL_PT)
     ax.grid(True, linewidth=0.3)
     if trace.shape[1] <= 10 or vis.warmup > 0:
-        ax.legend(fontsize=LABEL_PT, ncol=min(5, max(1, math.ceil(trace.shape[1] / 4))), frameon=False)
+        # Beside the axes, not over the curves (they rise into the upper left where a legend would sit).
+        ax.legend(fontsize=LABEL_PT, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return owner
 
 
@@ -124,7 +127,8 @@ def visualization_figure(vis: Visualization, *, cols: int | None = None, dpi: fl
     fig = Figure(figsize=(min(width, 40.0), min(grid_h + curve_h + 0.85, 40.0)), dpi=dpi)
     height = fig.get_figheight()
     _fill_grid(fig, vis, rows, cols, top=1.0 - 0.7 / height, bottom=(curve_h + 0.35) / height)
-    ax = fig.add_axes((0.1, 0.45 / height, 0.85, (curve_h - 0.6) / height))
+    legend_in = 1.9  # room right of the curve for its legend
+    ax = fig.add_axes((0.8 / width, 0.45 / height, (width - 0.8 - legend_in) / width, (curve_h - 0.6) / height))
     activation_curve(vis, ax=ax)
-    fig.suptitle(_title(vis), fontsize=LABEL_PT + 1)
+    fig.suptitle(wrap_to_width(_title(vis), width - 0.2, LABEL_PT + 1), fontsize=LABEL_PT + 1)
     return fig
