@@ -69,7 +69,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preprocess", default="auto", type=choice_of(PREPROCESS_CHOICES, "--preprocess"),
                         metavar="{" + ",".join(PREPROCESS_CHOICES) + "}",
                         help="scale01: v/255; scale11: v/127.5-1; meanstd: (v-mean)/std; none: as stored; "
-                             "auto (default): scale01 for images and 'sample', none for .npy arrays; "
+                             "auto (default): for images and 'sample' none if the model begins with Rescaling/"
+                             "Normalization, else scale01; none for .npy arrays; "
                              "Keras applications' presets (RGB on 0..255): caffe: RGB->BGR minus the ImageNet "
                              "mean (VGG, ResNet50); torch: v/255 then ImageNet mean/std; tf: v/127.5-1")
     parser.add_argument("--fit", default="stretch", type=choice_of(FIT_CHOICES, "--fit"),

@@ -158,7 +158,8 @@ def input_ui() -> tuple[str, str, bytes | None, str, str, str]:
         digest = hashlib.sha1(data).hexdigest()
     st.session_state.setdefault("act_pre", "auto")
     pre = cols[2].selectbox("Preprocessing", PREPROCESS_CHOICES, key="act_pre",
-                            help="auto: images and samples /255, .npy arrays as stored; scale01: /255; "
+                            help="auto: images and samples /255 (as they are if the model rescales itself), .npy "
+                                 "arrays as stored; scale01: /255; "
                                  "scale11 and tf: /127.5 − 1; caffe: RGB→BGR minus the ImageNet mean (VGG, "
                                  "ResNet50); torch: /255 then ImageNet mean/std; none: as stored")
     st.session_state.setdefault("act_fit", "stretch")
