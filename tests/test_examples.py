@@ -337,6 +337,7 @@ def test_dashboard_examples_page_and_filters_panel(images, models, cache_folder,
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert f"{N_IMAGES} images scanned, 2 skipped" in at.success[0].value
     assert any("c2: maps 0–4 of 5" in c for img in at.image for c in img.captions)
+    assert at.query_params["page"] == "examples" and at.query_params["layer"] == "c2"  # the view is in the URL
 
     panel = AppTest.from_function(_panel_script, args=(str(path), "c2", 1), default_timeout=120).run()
     assert not panel.exception

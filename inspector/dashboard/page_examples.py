@@ -116,6 +116,8 @@ def _browse_ui(key: loading.ModelKey) -> None:
     if le.note:
         st.caption(le.note)
     pages = max(1, -(-len(le.maps) // _MAPS_PER_SHEET))
+    # A link may ask for a sheet this scan does not have: keep the page number in range.
+    st.session_state["ex_view_page"] = min(max(int(st.session_state.get("ex_view_page", 1)), 1), pages)
     page = int(st.number_input(f"Page ({_MAPS_PER_SHEET} maps each, 1–{pages})", 1, pages, 1, key="ex_view_page")) - 1
     maps = [m.map for m in le.maps[page * _MAPS_PER_SHEET:(page + 1) * _MAPS_PER_SHEET]]
     pic = _sheet(result, str(layer), tuple(maps))

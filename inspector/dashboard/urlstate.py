@@ -112,6 +112,10 @@ def _params() -> dict[str, tuple[Param, ...]]:
             Param("log", "w_log", False, _to_bool, _from_bool),
             Param("fold", "w_fold_bn", False, _to_bool, _from_bool),
         ),
+        "Examples": (  # the scan's folder is not in the URL: it names a path on the server
+            Param("layer", "ex_view_layer"),
+            Param("sheet", "ex_view_page", 1, int),
+        ),
         "Overview": (),
         "Export": (),
     }
