@@ -461,8 +461,9 @@ def _match_maps(entry: LayerComparison, sums: _MapSums, la: Layout) -> None:
     entry.matching = [int(j) if ok else None for j, ok in zip(assigned, kept, strict=True)]
     entry.matching_cosine = [float(c) if ok else None for c, ok in zip(pair_cos, kept, strict=True)]
     if k < n:
-        entry.notes.append(f"{k} of {n} maps have a counterpart in B ({needed}); the other {n - k} have none "
-                           f"(null in matching)")
+        rest = n - k
+        entry.notes.append(f"{k} of {n} maps have a counterpart in B ({needed}); the other {rest} "
+                           f"{'has' if rest == 1 else 'have'} none (null in matching)")
 
 
 def _compare_pair(a: ModelIndex, b: ModelIndex, ra: LayerRecord, rb: LayerRecord, how: str, *, tolerance: float,
