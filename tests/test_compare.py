@@ -322,6 +322,24 @@ def test_figures_draw_a_b_and_difference(files: dict[str, Any]) -> None:
         assert "c2" in fig.texts[0].get_text() or any("c2" in t for t in texts)
         overview = drift_figure(result)
         assert [t.get_text() for t in overview.axes[0].get_yticklabels()] == [e.path for e in result.layers]
+        # The title names the files, not their folders.
+        assert overview.get_suptitle().startswith("A a.keras vs B perturbed.keras: ")
+        # Channel names once, above the top row (the figure's only "in 0"); the cosine in A's row label.
+        assert sum(t == "in 0" for t in texts) == 1 and any(t.startswith("A map 5, cos +0.") for t in texts)
+    with open_model(files["folder"] / "a.keras") as a, open_model(files["folder"] / "other_init.keras") as b:
+        unrelated = compare_models(a, b, match="always")
+        overview = drift_figure(unrelated)
+    # The legend sits outside both panels: it covers no row (it covered VGG16's last three).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(overview)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = overview.legends[0].get_window_extent(renderer)
+    assert not any(ax.get_window_extent(renderer).overlaps(legend) for ax in overview.axes)
+    labels = [t.get_text() for t in overview.legends[0].get_texts()]
+    assert "median |cos| of the best matching: no map correspondence found" in labels
+    assert "median |cos| after matching" not in labels  # no layer of two independent inits has one
 
 
 def test_renamed_removed_and_added_layers(tmp_path: Path) -> None:

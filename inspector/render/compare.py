@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ def drift_figure(result: Comparison, *, max_layers: int = 120, dpi: float = DEFA
     """Per-layer drift overview of ``result`` (the first ``max_layers`` layers, model order)."""
     layers = result.layers[:max_layers]
     n = max(len(layers), 1)
-    height = min(38.0, 1.4 + 0.19 * n)
+    height = min(38.0, 1.7 + 0.19 * n)  # + one legend row below the panels
     fig = Figure(figsize=(10.0, height), dpi=dpi, layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
     y = np.arange(len(layers))
@@ -53,9 +54,10 @@ def drift_figure(result: Comparison, *, max_layers: int = 120, dpi: float = DEFA
             left.text(low, k, " same", va="center", ha="left", fontsize=LABEL_PT, color="#555555")
     left.set_xscale("log")
     left.set_xlim(low, top)
+    handles = []
     if result.tolerance > 0:
-        left.axvline(result.tolerance, color="#555555", lw=0.8, ls=":", label=f"tolerance {result.tolerance:g}")
-        left.legend(loc="lower right", fontsize=LABEL_PT)
+        handles.append(left.axvline(result.tolerance, color="#555555", lw=0.8, ls=":",
+                                    label=f"tolerance {result.tolerance:g}"))
     left.set_yticks(y, [_label(e) for e in layers], fontsize=LABEL_PT)
     left.invert_yaxis()
     left.set_xlabel("relative change of the kernel ‖B − A‖ / ‖A‖" + (" (BN folded)" if result.fold_bn else ""))
@@ -72,14 +74,25 @@ def drift_figure(result: Comparison, *, max_layers: int = 120, dpi: float = DEFA
     right.set_xlim(-1.05, 1.05)
     right.axvline(0, color="#dddddd", lw=0.8)
     right.set_xlabel("per-map cosine (A map j vs B map j)")
-    handles = [right.plot([], [], "o", color="#d62728", ms=3, label="lowest")[0],
-               right.plot([], [], "|", color="#1f77b4", ms=7, mew=1.5, label="median")[0],
-               right.plot([], [], "D", color="#2ca02c", ms=3.5, label="median |cos| after matching")[0]]
-    right.legend(handles=handles, loc="lower left", fontsize=LABEL_PT)
+    handles += [right.plot([], [], "o", color="#d62728", ms=3, label="lowest cosine")[0],
+                right.plot([], [], "|", color="#1f77b4", ms=7, mew=1.5, label="median cosine")[0]]
+    matched = [e.matching is not None for e in layers if e.match_median_cosine is not None]
+    if any(matched):
+        handles.append(right.plot([], [], "D", color="#2ca02c", ms=3.5, label="median |cos| after matching")[0])
+    if not all(matched):
+        handles.append(right.plot([], [], "D", color="#2ca02c", mfc="none", ms=3.5,
+                                  label="median |cos| of the best matching: no map correspondence found")[0])
+    # Below both panels, outside the axes: inside, it covered the last rows (VGG16's fc1, fc2, predictions).
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=LABEL_PT, frameon=False)
     counts = ", ".join(f"{v} {k}" for k, v in result.counts().items() if v)
     more = f" (first {max_layers} of {len(result.layers)} layers)" if len(result.layers) > max_layers else ""
-    fig.suptitle(f"A {_short(result.a)} vs B {_short(result.b)}: {counts}{more}", fontsize="medium")
+    fig.suptitle(f"A {_file_name(result.a)} vs B {_file_name(result.b)}: {counts}{more}", fontsize="medium")
     return fig
+
+
+def _file_name(path: str) -> str:
+    """The model's file (or SavedModel folder) name: a full path says nothing more and pushes the counts off."""
+    return _short(PurePath(path).name or path)
 
 
 def _short(path: str, most: int = 48) -> str:
@@ -130,7 +143,7 @@ def changed_maps_figure(a: ModelIndex, b: ModelIndex, entry: LayerComparison, *,
             notes.append(note)
         width = max(width, len(ta))
         b_name = f"B map {jb}" + (" (−1×)" if sign < 0 else "")
-        for tiles, name in ((ta, f"A map {j}"), (tb, b_name), (tb - ta, "B − A")):
+        for tiles, name in ((ta, f"A map {j}, cos {change.cosine:+.3f}"), (tb, b_name), (tb - ta, "B − A")):
             rows.append(tiles)
             row_labels.append(name)
         labels.append(fa.input_channels[:max_channels])
@@ -141,21 +154,20 @@ def changed_maps_figure(a: ModelIndex, b: ModelIndex, entry: LayerComparison, *,
     for r, tiles in enumerate(rows):
         grid[r, :len(tiles)] = tiles
     v = symmetric_limit(np.nan_to_num(grid))
-    tile_labels = []
-    for channels in labels:
-        names = [f"in {c}" for c in channels] + [""] * (width - len(channels))
-        tile_labels += names * 3
+    # Input channels named once, above the top row, when every map shows the same ones (plain convs); else
+    # (grouped convs) above each map's A row. Repeating them above every row made a wall of "in 0 … in 15".
+    names = [[f"in {c}" for c in channels] + [""] * (width - len(channels)) for channels in labels]
+    same_channels = all(row == names[0] for row in names)
+    tile_labels = None if same_channels else [t for row in names for t in row + [""] * (2 * width)]
     total = a.layer(entry.path)
     shown = f"first {width} input channels" if width < (fs_total := _n_inputs(total)) else f"all {fs_total} inputs"
-    title = (f"{entry.path}: the {len(chosen)} most-changed maps ({shown}); rows A, B, B − A; "
+    title = (f"{entry.path}: the {len(chosen)} most-changed maps ({shown}); rows A, B, B\u00a0−\u00a0A; "
              f"shared scale ±{format_number(v)}" + ("; BN folded" if fold else "")
              + ("; B's matched map where it has one" if entry.matching is not None else "")
              + (f"; {notes[0]}" if notes else ""))
-    sub = [f"cos {c.cosine:+.3f}" if k % 3 == 0 and i == 0 else "" for c in chosen for k in range(3)
-           for i in range(width)]
-    return mosaic_figure(grid.reshape(-1, h, w), tile_labels, sublabels=sub, title=title, cols=width, vmin=-v,
+    return mosaic_figure(grid.reshape(-1, h, w), tile_labels, title=title, cols=width, vmin=-v,
                          vmax=v, cmap=DIVERGING, row_labels=row_labels, dpi=dpi,
-                         tile_in=0.55 if h > 1 else 0.4)
+                         col_labels=names[0] if same_channels else None, tile_in=0.55 if h > 1 else 0.4)
 
 
 def _n_inputs(rec: LayerRecord) -> int:
