@@ -588,6 +588,7 @@ def test_inspector_app_command_line() -> None:
     cmd, env = app_cmd.build_command(parser.parse_args(["--port", "8765", "--headless"]))
     assert cmd[1:5] == ["-m", "streamlit", "run", str(MAIN_SCRIPT)]
     assert cmd[cmd.index("--server.port") + 1] == "8765" and cmd[cmd.index("--server.headless") + 1] == "true"
+    assert cmd[cmd.index("--server.fileWatcherType") + 1] == "none"
     assert cmd[-2:] == ["--", str(default_model())] and env["INSPECTOR_APP_MODEL"] == str(default_model())
     cmd, env = app_cmd.build_command(parser.parse_args(["/no/such/model.keras"]))
     assert cmd[-1] == "/no/such/model.keras"  # not checked here: the app shows the error page

@@ -67,6 +67,9 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
         "--server.showEmailPrompt", "false",
         "--client.toolbarMode", "minimal",
         "--server.maxUploadSize", str(upload_mb or 1024),
+        # No reloading when a module file changes: a reload while a background job (export, visualization)
+        # runs re-imports the modules, and the page then waits for a result stored under the old ones.
+        "--server.fileWatcherType", "none",
     ]
     if model:
         cmd += ["--", model]

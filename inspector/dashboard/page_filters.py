@@ -381,7 +381,7 @@ def _consumers(key: loading.ModelKey, layer: str, j: int, stage: str | None, cap
                      column_config={
                          "consumer": st.column_config.TextColumn("consumer", width="medium"),
                          "top_map": st.column_config.NumberColumn("opens map", width="small"),
-                         "strongest": st.column_config.TextColumn("strongest maps (norm)", width="large"),
+                         "strongest": st.column_config.TextColumn("strongest maps (norm)", width="medium"),
                          "via": st.column_config.TextColumn("via", width="medium"),
                          "input_channel": st.column_config.NumberColumn("as input channel", width="small"),
                          "n_outputs": st.column_config.NumberColumn("its maps", width="small"),
