@@ -746,11 +746,17 @@ def test_export_page_builds_and_downloads_the_report(browser: object, sample_ser
 
     page = _open(browser, f"{sample_server}/?page=export")
     problems = _watch(page)
+    page.get_by_text("Activations for the sample input", exact=True).click()  # runs the model: seconds
+    _wait_idle(page)
     page.get_by_role("button", name="Build report").click()
+    # Built by a background job: its progress and Cancel show while the page stays usable.
+    page.get_by_role("button", name="Cancel report").wait_for(timeout=UI_TIMEOUT_MS)
+    assert page.get_by_role("button", name="Build report").is_disabled()
     page.get_by_role("button", name="Download report").wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
     data = _download(page, "Download report")
     assert data.startswith(b"<!DOCTYPE html>") and b"conv2 (Conv2D, conv)" in data
+    assert b">Activations for sample</h" in data
     assert not re.search(rb'src="(?!data:)', data)  # self-contained: every image embedded
     assert data.count(b'src="data:image/png;base64,') >= 3
     _caption(page, f"digits_cnn_report.html: {len(data) / 1e6:.2f} MB")

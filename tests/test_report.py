@@ -178,7 +178,21 @@ def test_write_report_in_process_streams_sections(tmp_path: Path) -> None:
     assert seen[-1][0] == seen[-1][1] and [w for _, _, w in seen if w in ("conv1", "conv2", "digit_probs")]
 
 
-def test_dashboard_download_report_button() -> None:
+def _wait_for_job(at: Any, state_key: str, timeout: float = 120.0) -> Any:
+    """Wait for the page's background job to end, then rerun so the page shows its result (as
+    ``_finish_job`` in tests/test_dashboard_apptest.py)."""
+    import time
+
+    job = at.session_state[state_key]
+    deadline = time.monotonic() + timeout
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job.running
+    at.run()
+    return job
+
+
+def _export_page() -> Any:
     from streamlit.testing.v1 import AppTest
 
     from inspector.dashboard import MAIN_SCRIPT
@@ -188,11 +202,45 @@ def test_dashboard_download_report_button() -> None:
     at.text_input(key="src_path").set_value(str(SAMPLES / "digits_cnn.keras")).run()
     at.radio(key="page").set_value("Export").run()
     assert not at.exception, [e.value for e in at.exception]
-    at.button(key="rep_run").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
-    from inspector.dashboard.report_widget import _STATE
+    return at
 
-    (_key, fmt, _options), data = at.session_state[_STATE]
-    assert fmt == "html" and data.startswith(b"<!DOCTYPE html>") and b"conv2 (Conv2D, conv)" in data
+
+def test_dashboard_download_report_button() -> None:
+    from inspector.dashboard.report_widget import JOB
+
+    at = _export_page()
+    assert not [b for b in at.get("download_button") if b.label == "Download report"]
+    at.button(key="rep_run").click().run()
+    # The report is built by a background job: the script run that started it returned at once.
+    job = at.session_state[JOB]
+    assert job.unit == "sections" and job.name == "digits_cnn_report.html"
+    job = _wait_for_job(at, JOB)
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert job.error is None and not job.cancelled and job.done == job.total > 3
+    data = job.result
+    assert data.startswith(b"<!DOCTYPE html>") and b"conv2 (Conv2D, conv)" in data
     assert not re.search(rb'src="(?!data:)', data)
-    assert any("digits_cnn_report.html" in c.value for c in at.caption)
+    assert [b.label for b in at.get("download_button") if b.label == "Download report"] == ["Download report"]
+    assert any(c.value.startswith(f"digits_cnn_report.html: {len(data) / 1e6:.2f} MB") for c in at.caption)
+    # Other settings: the report built for the old ones is not offered.
+    at.radio(key="rep_format").set_value("pdf").run()
+    assert not [b for b in at.get("download_button") if b.label == "Download report"]
+
+
+def test_dashboard_report_cancel_and_bad_selection() -> None:
+    from inspector.dashboard.report_widget import JOB
+
+    at = _export_page()
+    at.text_input(key="rep_layers").set_value("no_such_layer").run()
+    at.button(key="rep_run").click().run()
+    assert JOB not in at.session_state  # refused before any thread started
+    assert any("no_such_layer" in e.value for e in at.error), [e.value for e in at.error]
+    at.text_input(key="rep_layers").set_value("").run()
+    at.checkbox(key="rep_input").set_value(True).run()  # runs the model too: seconds, time enough to cancel
+    at.button(key="rep_run").click().run()
+    assert at.session_state[JOB].running and not [b for b in at.button if b.key == "rep_run" and not b.disabled]
+    at.button(key="rep_cancel").click().run()  # the job stops at its next section
+    job = _wait_for_job(at, JOB)
+    assert job.cancelled and job.result is None and job.done < job.total
+    assert any("Report cancelled after" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not [b for b in at.get("download_button") if b.label == "Download report"]
