@@ -11,10 +11,14 @@ Written as ``.keras``, legacy ``.h5``, ``.weights.h5`` and a SavedModel (``model
 Per model, in this process and alternating the sides, median of ``--repeat`` runs:
 
 * ``index``: ``open_model`` plus what ``inspector summary`` touches (every layer's shapes, parameter
-  counts, the totals), then close;
+  counts, the totals), then close and a full ``gc.collect()`` (``open_model`` pauses the cyclic collector;
+  the collection it defers is charged here);
 * ``floor``: one h5py ``visititems`` over the HDF5 image reading every dataset's shape, dtype and file offset
   (for ``.keras`` the walk goes over the inner ``model.weights.h5`` through the same zip window the reader
-  uses; for a SavedModel: reading ``variables.index`` and ``saved_model.pb`` and decoding every entry);
+  uses; for a SavedModel: decoding every ``variables.index`` entry and the checkpoint's object graph, the
+  minimum that names every variable with its shape and dtype, in this package's own protobuf decoder);
+* ``config``: reading and ``json.loads`` of the model config (``.keras``, ``.h5``), which every index of
+  a full model does and the walk does not; reported as ``index / (floor + config)`` too;
 * ``cli``: wall time of the ``inspector summary`` process (interpreter start-up included), median of runs;
 * ``load_model``: ``keras.models.load_model`` (``.keras``/``.h5``), building the architecture and
   ``load_weights`` (``.weights.h5``) or ``keras.layers.TFSMLayer`` (SavedModel), in a fresh process, once;
@@ -26,6 +30,7 @@ The table goes to ``bench/results/deep_index.md`` (ratios: ``index / floor``, ``
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -116,6 +121,29 @@ def summary_touch(path: Path) -> int:
         return len(format_table(index))
 
 
+def index_side(path: Path) -> int:
+    """The timed index side: open + summary + close, then a full garbage collection, so that the
+    collection ``open_model`` defers (it pauses the cyclic collector while indexing) is charged here and
+    not to whatever runs next."""
+    out = summary_touch(path)
+    gc.collect()
+    return out
+
+
+def config_parse(path: Path, fmt: str) -> int:
+    """Reading and ``json.loads`` of the model config, which any index of a full model must do and the
+    one-walk floor does not (``.keras``: ``config.json``; ``.h5``: the ``model_config`` attribute)."""
+    if fmt == "keras":
+        with zipfile.ZipFile(path) as zf:
+            return len(json.loads(zf.read("config.json")))
+    if fmt == "h5":
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            return len(json.loads(h5.attrs["model_config"]))
+    return 0
+
+
 def _walk_h5(h5: Any) -> int:
     import h5py
 
@@ -135,13 +163,14 @@ def floor_walk(path: Path, fmt: str) -> int:
     import h5py
 
     if fmt == "savedmodel":
-        from inspector.readers.protowire import Message
+        # The least any reader must decode to name every variable with its shape and dtype: the
+        # checkpoint index entries (key, dtype, shape) and the checkpoint's object graph (which object,
+        # i.e. which layer, each key belongs to). saved_model.pb is not needed for that.
         from inspector.readers.tensorbundle import TensorBundle
 
         bundle = TensorBundle(str(path / "variables" / "variables"))
-        with open(path / "saved_model.pb", "rb") as fh:
-            Message(fh.read()).messages(2)
-        return len(bundle.entries)
+        graph = bundle.object_graph() or []
+        return len(bundle.entries) + len(graph)
     if fmt == "keras":
         from inspector.readers.zipwindow import ZipWindow, member_data_offset
 
@@ -222,7 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-keras", action="store_true", help="skip the load_model column")
     parser.add_argument("--keras-timeout", type=float, default=120.0,
                         help="give up on load_model after this many seconds (reported as '> N s')")
+    parser.add_argument("--reuse-keras", type=Path, default=None,
+                        help="with --no-keras: take the load_model column from the JSON rows an earlier run printed")
     args = parser.parse_args(argv)
+    reused: dict[tuple[int, str], float] = {}
+    if args.reuse_keras is not None:
+        for line in args.reuse_keras.read_text().splitlines():
+            if line.startswith("{") and '"keras_s"' in line:
+                old = json.loads(line)
+                if old.get("keras_s") is not None:
+                    reused[old["depth"], old["format"]] = old["keras_s"]
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     for depth in args.depths:
         make(depth, args.formats)
@@ -232,16 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     for depth in args.depths:
         for fmt in args.formats:
             path = model_path(depth, fmt)
-            ours, floor = alternate(lambda p=path: summary_touch(p), lambda p=path, f=fmt: floor_walk(p, f),
+            ours, floor = alternate(lambda p=path: index_side(p), lambda p=path, f=fmt: floor_walk(p, f),
                                     args.repeat)
+            config_s = statistics.median(timed(lambda p=path, f=fmt: config_parse(p, f), args.repeat)) \
+                if fmt in ("keras", "h5") else None
             cli = cli_time(path, args.cli_repeat)
             keras_s = None if args.no_keras else keras_time(path, fmt, depth, args.keras_timeout)
             from inspector.loader import open_model
 
             with open_model(path) as index:
                 n_layers, n_tensors = len(index.layers), sum(len(x.weights) for x in index.layers)
+            if args.no_keras and (depth, fmt) in reused:
+                keras_s = reused[depth, fmt]
             row = {"depth": depth, "format": fmt, "layers": n_layers, "tensors": n_tensors, "index_s": ours,
-                   "floor_s": floor, "cli_s": cli, "keras_s": keras_s, "keras_skipped": args.no_keras}
+                   "floor_s": floor, "config_s": config_s, "cli_s": cli, "keras_s": keras_s,
+                   "keras_skipped": args.no_keras and keras_s is None}
             rows.append(row)
             print(json.dumps(row), flush=True)
     write_table(rows, args)
@@ -253,11 +296,13 @@ def write_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "# Deep-model index speed (bench/deep_index.py)",
         "",
         f"Median of {args.repeat} in-process runs per side (alternating), CLI median of {args.cli_repeat}; "
-        f"`load_model` once in a fresh process, time after imports. Python {sys.version.split()[0]}.",
+        f"`load_model` once in a fresh process, time after imports. Python {sys.version.split()[0]}. "
+        "The index side ends with a full `gc.collect()` (the collection `open_model` defers is charged to it). "
+        "SavedModel floor: the checkpoint index entries + the checkpoint object graph decoded.",
         "",
         "| convs | format | layers | tensors | index (open + summary) | one-walk floor | index / floor "
-        "| CLI wall | load_model | load_model / index |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| floor + config json.loads | index / (floor + config) | CLI wall | load_model | load_model / index |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["keras_s"] is not None:
@@ -266,9 +311,15 @@ def write_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             keras_text, keras_ratio = "not run", ""
         else:
             keras_text, keras_ratio = f"> {args.keras_timeout:.0f} s or failed", ""
+        if r.get("config_s") is not None:
+            both = r["floor_s"] + r["config_s"]
+            with_config = f"{both * 1000:.0f} ms | {r['index_s'] / both:.2f}"
+        else:
+            with_config = "(no config) | "
         lines.append(
             f"| {r['depth']:,} | {r['format']} | {r['layers']:,} | {r['tensors']:,} | {r['index_s'] * 1000:.0f} ms "
-            f"| {r['floor_s'] * 1000:.0f} ms | {r['index_s'] / r['floor_s']:.2f} | {r['cli_s']:.2f} s "
+            f"| {r['floor_s'] * 1000:.0f} ms | {r['index_s'] / r['floor_s']:.2f} | {with_config} "
+            f"| {r['cli_s']:.2f} s "
             f"| {keras_text} | {keras_ratio} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .errors import CorruptModelError
 from .kinds import CONTAINER_CLASSES, is_raw_op, snake_case
 from .records import Shape
@@ -64,6 +66,39 @@ def json_depth(value: Any, limit: int = MAX_CONFIG_DEPTH) -> int:
     return deepest
 
 
+# Bytes that matter for nesting: '"' and the brackets; and the depth step of each bracket.
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[[ord(c) for c in '"[]{}']] = True
+_STEP = np.zeros(256, dtype=np.int64)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
+_DEPTH_CHUNK = 1 << 24
+
+
+def _text_depth(data: bytes) -> int | None:
+    """Nesting depth of *valid* JSON text, from its brackets outside strings; None when the text escapes
+    a quote (then strings cannot be found by counting quotes, and the caller walks the parsed value).
+
+    Equal to :func:`json_depth` of the parsed value, in vectorised passes over the bytes instead of a
+    Python loop over every container (a deep model's config has hundreds of thousands).
+    """
+    if b'\\"' in data:
+        return None
+    arr = np.frombuffer(data, dtype=np.uint8)
+    depth = deepest = inside = 0
+    for start in range(0, len(arr), _DEPTH_CHUNK):  # chunks bound the temporary arrays
+        chars = arr[start:start + _DEPTH_CHUNK]
+        chars = chars[_SPECIAL[chars]]
+        if not len(chars):
+            continue
+        parity = (np.cumsum(chars == ord('"'), dtype=np.int64) + inside) & 1  # 1 inside a string
+        inside = int(parity[-1])
+        run = np.cumsum(np.where(parity == 0, _STEP[chars], 0)) + depth
+        deepest = max(deepest, int(run.max()))
+        depth = int(run[-1])
+    return deepest
+
+
 def load_config_json(data: bytes | str, what: str, received: str,
                      expected: str = "expected a Keras model config") -> Any:
     """``json.loads`` with the limits of docs/limits.md; ``what`` names the document in errors, ``expected``
@@ -80,7 +115,12 @@ def load_config_json(data: bytes | str, what: str, received: str,
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptModelError(f"{what} is not valid JSON ({exc}); the file is damaged; {expected}. "
                                 f"Received: {received}") from exc
-    if json_depth(value) > MAX_CONFIG_DEPTH:
+    # The byte scan needs UTF-8 (no ASCII byte inside a multi-byte character); json also reads UTF-16/32.
+    if isinstance(data, str):
+        depth = _text_depth(data.encode("utf-8", errors="surrogatepass"))
+    else:
+        depth = _text_depth(data) if json.detect_encoding(data) in ("utf-8", "utf-8-sig") else None
+    if (depth if depth is not None else json_depth(value)) > MAX_CONFIG_DEPTH:
         raise CorruptModelError(f"{what} nests deeper than {MAX_CONFIG_DEPTH} levels, more than any Keras config "
                                 f"(docs/limits.md); {expected}. Received: {received}")
     return value
@@ -138,10 +178,12 @@ def _shape(value: Any) -> Shape | list[Shape] | None:
             return _shape(value["shape"])
         return None
     if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (list, tuple, Mapping)) for v in value):
+        # Sizes are plain ints or None (checked first: the Mapping test is an ABC check, slow per item).
+        if any(v is not None and type(v) is not int and isinstance(v, (list, tuple, Mapping)) for v in value):
             return [s for s in (_shape(v) for v in value) if s is not None]  # type: ignore[misc]
         # Only integers are sizes; anything else (a tampered string, float or bool) is an unknown size.
-        return tuple(v if isinstance(v, int) and not isinstance(v, bool) else None for v in value)
+        return tuple(v if type(v) is int or (isinstance(v, int) and not isinstance(v, bool)) else None
+                     for v in value)
     return None
 
 
@@ -165,24 +207,32 @@ def _input_layer_shape(cfg: Mapping[str, Any]) -> Shape | None:
     return result if isinstance(result, tuple) else None
 
 
-def _walk_tensors(obj: Any) -> Iterator[tuple[str, int, int, Shape | None]]:
-    """Yield (layer name, node index, tensor index, shape) for every tensor reference in inbound args."""
-    if isinstance(obj, Mapping):
-        if obj.get("class_name") == "__keras_tensor__":
-            cfg = obj.get("config", {})
-            hist = cfg.get("keras_history") or [None, 0, 0]
-            shape = _shape(cfg.get("shape"))
-            yield str(hist[0]), int(hist[1]), int(hist[2]), shape if isinstance(shape, tuple) else None
-            return
-        for value in obj.values():
-            yield from _walk_tensors(value)
-    elif isinstance(obj, (list, tuple)):
-        # Keras 2 spelling: [layer_name, node_index, tensor_index, kwargs]
-        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int) and isinstance(obj[2], int):
-            yield obj[0], obj[1], obj[2], None
-            return
-        for value in obj:
-            yield from _walk_tensors(value)
+def _walk_tensors(obj: Any) -> list[tuple[str, int, int, Shape | None]]:
+    """(layer name, node index, tensor index, shape) for every tensor reference in inbound args, in order.
+
+    Iterative (an explicit stack, pushed in reverse so the order is depth-first as written): one call per
+    inbound node rather than one generator frame per nested value.
+    """
+    found: list[tuple[str, int, int, Shape | None]] = []
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            # Keras 2 spelling: [layer_name, node_index, tensor_index, kwargs]
+            if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int) and isinstance(item[2], int):
+                found.append((item[0], item[1], item[2], None))
+            else:
+                stack.extend(reversed(item))
+        elif isinstance(item, dict) or (not isinstance(item, (str, int, float)) and item is not None
+                                         and isinstance(item, Mapping)):
+            if item.get("class_name") == "__keras_tensor__":
+                cfg = item.get("config", {})
+                hist = cfg.get("keras_history") or [None, 0, 0]
+                shape = _shape(cfg.get("shape"))
+                found.append((str(hist[0]), int(hist[1]), int(hist[2]), shape if isinstance(shape, tuple) else None))
+            else:
+                stack.extend(reversed(list(item.values())))
+    return found
 
 
 def _io_names(value: Any) -> list[str]:

@@ -6,6 +6,7 @@ matching for Keras 3); tf.keras 2 names that differ are listed as aliases.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,6 +74,7 @@ _RNN_CELL_VARS = ("kernel", "recurrent_kernel", "bias")
 _ALIASES = {"depthwise_kernel@DepthwiseConv1D": "kernel", "depthwise_kernel@DepthwiseConv2D": "kernel"}
 
 
+@functools.lru_cache(maxsize=4096)  # a deep model repeats a few class names thousands of times
 def snake_case(name: str) -> str:
     """Keras's ``naming.to_snake_case``: how ``.keras`` files name a layer's HDF5 group."""
     name = re.sub(r"\W+", "", name)

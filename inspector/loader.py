@@ -7,8 +7,12 @@ zipfile, json, struct) that escape a reader to one-line :class:`InspectorError` 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import stat
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import ACCEPTED_FORMATS, CorruptModelError, InspectorError, ModelFormatError, UnsupportedFormatError
@@ -61,6 +65,36 @@ def _describe(path: str) -> str:
         return "an unreadable file"
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0  # open_model calls running now
+_gc_was_enabled = False  # whether the first of them found the cyclic collector on
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while an index is built.
+
+    Indexing allocates hundreds of thousands of containers that all stay alive (a deep model's parsed
+    config, its records), and every few thousand allocations the collector would scan them again:
+    on a 3,751-layer model that is a third of the index time, and it grows faster than the model.
+    Indexing creates no reference cycles worth collecting, so the collector is paused for the duration
+    (nested and concurrent calls counted) and resumed afterwards exactly as it was found.
+    """
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
     """Index a model file, SavedModel directory or in-memory ``keras.Model``.
 
@@ -80,7 +114,8 @@ def open_model(source: str | os.PathLike[str] | Any) -> ModelIndex:
     path = os.fspath(source)
     kind = _sniff_path(path)
     try:
-        return reader_for(kind)(path)
+        with _collector_paused():
+            return reader_for(kind)(path)
     except InspectorError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError) as exc:

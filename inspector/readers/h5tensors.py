@@ -14,6 +14,7 @@ files (HDF5 external storage) is refused. Errors while reading later are :class:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -116,6 +117,12 @@ def _h5py_loader(h5: h5py.File, name: str, post: Callable[[np.ndarray], np.ndarr
     return load
 
 
+@functools.lru_cache(maxsize=256)
+def _dtype_name(dtype: np.dtype) -> str:
+    """``str`` of a dtype in native byte order (numpy builds that string slowly; a model has a few dtypes)."""
+    return str(dtype.newbyteorder("="))
+
+
 def dataset_tensor(ds: H5Dataset, stored_name: str | None, *, file_path: str | None, base_offset: int = 0,
                    image_size: int | None = None) -> RawTensor:
     """A :class:`RawTensor` for one dataset found by :func:`inspector.readers.h5walk.walk`.
@@ -133,7 +140,7 @@ def dataset_tensor(ds: H5Dataset, stored_name: str | None, *, file_path: str | N
             f"numbers. Received: {ds.tree.what}")
     shape = ds.shape
     post: Callable[[np.ndarray], np.ndarray] = decode_bfloat16 if bf16 else (lambda a: a)
-    dtype_name = "bfloat16" if bf16 else str(ds.dtype.newbyteorder("="))
+    dtype_name = "bfloat16" if bf16 else _dtype_name(ds.dtype)
     storage_dtype = np.dtype("<u2") if bf16 else ds.dtype
     nbytes = math.prod(shape) * storage_dtype.itemsize
     offset = ds.offset

@@ -6,6 +6,11 @@ readers use (``in``, ``[]``, ``get``, ``keys``, ``items``, ``attrs``, ``name``).
 costs one pass over the file instead of several HDF5 lookups per variable, and everything after the walk
 is pure Python.
 
+Attributes are read one key at a time, on first use, through the low-level API (one ``H5Aopen_by_name``
+per value, no h5py ``Group`` / ``AttributeManager`` objects), and HDF5 datatypes are converted to numpy
+dtypes once per distinct type (``H5Tequal`` against the types already seen): a deep model has thousands
+of datasets and attributes but two or three types, and h5py's conversion costs more than the read.
+
 The walk is also where hostile files are first contained:
 
 * ``H5Ovisit`` visits each object once and follows hard links only: hard-link cycles cannot loop, and soft
@@ -17,7 +22,7 @@ The walk is also where hostile files are first contained:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import h5py
@@ -25,15 +30,19 @@ import numpy as np
 
 from ..errors import CorruptModelError
 
-__all__ = ["MAX_DEPTH", "MAX_OBJECTS", "H5Dataset", "H5Group", "H5Tree", "open_h5", "walk"]
+__all__ = ["MAX_DEPTH", "MAX_OBJECTS", "H5Attrs", "H5Dataset", "H5Group", "H5Tree", "open_h5", "walk"]
 
 #: Deepest group nesting accepted. Keras files nest about two levels per nested model or wrapper.
 MAX_DEPTH = 64
 #: Most HDF5 objects (groups + datasets) accepted in one file: 20x the deepest model we measured.
 MAX_OBJECTS = 1_000_000
+#: Distinct HDF5 datatypes remembered per file (a linear ``H5Tequal`` search; real files have a few).
+MAX_CACHED_TYPES = 64
 
 #: h5py's errors for damaged metadata (the HDF5 library raises them as these Python types).
 H5_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError)
+
+_MISSING = object()
 
 
 def open_h5(path: str, what: str) -> h5py.File:
@@ -46,48 +55,108 @@ def open_h5(path: str, what: str) -> h5py.File:
                                 f"file as Keras or TensorFlow write it. Received: {path}") from exc
 
 
+def _encode(name: str) -> bytes:
+    """An HDF5 name back to its bytes (names are decoded with ``surrogateescape``, so any bytes survive)."""
+    return name.encode("utf-8", errors="surrogateescape")
+
+
 class H5Tree:
-    """The open file behind a walk, for on-demand attribute reads."""
+    """The open file behind a walk: on-demand attribute reads and the datatype cache."""
 
     def __init__(self, h5: h5py.File, what: str) -> None:
         self.h5 = h5
         self.what = what  # "Received: ..." text for errors
-        self._attrs: dict[str, dict[str, Any]] = {}
-        self._partial: dict[str, dict[str, Any]] = {}  # prefetched attributes, when an object has only those
+        self.root: H5Group | None = None  # set by walk()
+        self._values: dict[str, dict[str, Any]] = {}  # object path -> attribute name -> value (or _MISSING)
+        self._types: list[tuple[Any, np.dtype, Any]] = []  # (HDF5 type, numpy dtype, h5py memory type)
 
-    def prefetch(self, name: bytes, path: str, keys: tuple[str, ...]) -> None:
-        """Read string attributes ``keys`` of the object at ``name`` now (missing ones are skipped); other
-        attributes of that object are then read on demand as usual."""
-        found: dict[str, Any] = {}
-        for key in keys:
+    def _type(self, tid: Any) -> tuple[np.dtype, Any]:
+        """The numpy dtype (and h5py's memory type for reads) of an HDF5 type, converted once per type."""
+        for known, dtype, htype in self._types:
+            if known.equal(tid):
+                return dtype, htype
+        dtype = tid.dtype
+        htype = h5py.h5t.py_create(dtype)
+        if len(self._types) < MAX_CACHED_TYPES:
+            self._types.append((tid, dtype, htype))
+        return dtype, htype
+
+    def dtype_of(self, tid: Any) -> np.dtype:
+        return self._type(tid)[0]
+
+    def attr(self, path: str, key: str) -> Any:
+        """The value of attribute ``key`` of the object at ``path`` (as h5py's ``attrs[key]`` gives it), or
+        ``_MISSING``; read once."""
+        values = self._values.setdefault(path, {})
+        if key in values:
+            return values[key]
+        try:
             try:
-                aid = h5py.h5a.open(self.h5.id, key.encode(), obj_name=name)
+                aid = h5py.h5a.open(self.h5.id, _encode(key), obj_name=_encode(path))
             except KeyError:
-                continue
-            if aid.shape != () or aid.dtype.kind not in "OSU":
-                return  # not a plain string: leave it to the general reader
-            value = np.empty((), dtype=aid.dtype)
-            aid.read(value)
-            found[key] = value[()]
-        if found and len(found) == len(keys):
-            self._partial[path] = found
+                value: Any = _MISSING
+            else:
+                value = self._read_attr(aid)
+        except H5_ERRORS as exc:
+            raise self._damaged(path, exc) from exc
+        values[key] = value
+        return value
 
-    def attrs_of(self, path: str, count: int) -> dict[str, Any]:
-        if count == 0:
-            return {}
-        partial = self._partial.get(path)
-        if partial is not None and len(partial) == count:
-            return partial
-        if path not in self._attrs:
-            try:
-                obj = self.h5[path] if path != "/" else self.h5
-                self._attrs[path] = {key: obj.attrs[key] for key in obj.attrs}
-            except H5_ERRORS as exc:
-                raise CorruptModelError(
-                    f"the attributes of HDF5 object {path!r} cannot be read ({type(exc).__name__}: {exc}); the "
-                    f"file is damaged; expected a model file as Keras or TensorFlow write it. Received: "
-                    f"{self.what}") from exc
-        return self._attrs[path]
+    def _read_attr(self, aid: Any) -> Any:
+        """h5py's ``AttributeManager.__getitem__`` on an open attribute, with the datatype cache."""
+        shape = aid.shape
+        dtype, htype = self._type(aid.get_type())
+        if shape is None:  # a null dataspace
+            return h5py.Empty(dtype)
+        if dtype.subdtype is not None:  # numpy has no top-level array types: fold them into the shape
+            subdtype, subshape = dtype.subdtype
+            shape = shape + subshape
+            dtype = subdtype
+        arr = np.zeros(shape, dtype=dtype, order="C")
+        aid.read(arr, mtype=htype)
+        string_info = h5py.check_string_dtype(dtype)
+        if string_info and string_info.length is None:  # variable-length strings come back as bytes
+            arr = np.array([b.decode("utf-8", "surrogateescape") for b in arr.flat], dtype=dtype).reshape(arr.shape)
+        return arr[()] if arr.ndim == 0 else arr
+
+    def attr_names(self, path: str) -> list[str]:
+        """Every attribute name of the object at ``path`` (h5py's listing; no reader needs it on a hot path)."""
+        try:
+            obj = self.h5[path] if path != "/" else self.h5
+            return list(obj.attrs)
+        except H5_ERRORS as exc:
+            raise self._damaged(path, exc) from exc
+
+    def _damaged(self, path: str, exc: BaseException) -> CorruptModelError:
+        return CorruptModelError(
+            f"the attributes of HDF5 object {path!r} cannot be read ({type(exc).__name__}: {exc}); the file is "
+            f"damaged; expected a model file as Keras or TensorFlow write it. Received: {self.what}")
+
+
+class H5Attrs(Mapping[str, Any]):
+    """An object's attributes as a read-only mapping; each value is read on first use (``H5Tree.attr``)."""
+
+    __slots__ = ("_count", "_path", "_tree")
+
+    def __init__(self, tree: H5Tree, path: str, count: int) -> None:
+        self._tree = tree
+        self._path = path
+        self._count = count
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._tree.attr(self._path, key) if self._count and isinstance(key, str) else _MISSING
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._count) and isinstance(key, str) and self._tree.attr(self._path, key) is not _MISSING
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tree.attr_names(self._path) if self._count else [])
+
+    def __len__(self) -> int:
+        return len(self._tree.attr_names(self._path)) if self._count else 0
 
 
 class H5Dataset:
@@ -105,8 +174,8 @@ class H5Dataset:
         self.num_attrs = num_attrs
 
     @property
-    def attrs(self) -> dict[str, Any]:
-        return self.tree.attrs_of(self.name, self.num_attrs)
+    def attrs(self) -> H5Attrs:
+        return H5Attrs(self.tree, self.name, self.num_attrs)
 
     def storage_size(self) -> int:
         """Bytes actually stored for the data (compressed size for filtered data; 0 if never written)."""
@@ -118,7 +187,7 @@ class H5Dataset:
 
     def _dataset_id(self) -> Any:
         try:
-            return h5py.h5d.open(self.tree.h5.id, self.name.encode())
+            return h5py.h5d.open(self.tree.h5.id, _encode(self.name))
         except H5_ERRORS as exc:
             raise CorruptModelError(f"HDF5 dataset {self.name!r} cannot be opened ({exc}); the file is damaged; "
                                     f"expected a model file as Keras or TensorFlow write it. Received: "
@@ -137,11 +206,14 @@ class H5Group:
         self.children: dict[str, H5Group | H5Dataset] = {}
 
     @property
-    def attrs(self) -> dict[str, Any]:
-        return self.tree.attrs_of(self.name, self.num_attrs)
+    def attrs(self) -> H5Attrs:
+        return H5Attrs(self.tree, self.name, self.num_attrs)
 
     def get(self, path: str, default: Any = None) -> H5Group | H5Dataset | Any:
         """Like h5py: ``a/b`` relative to this group; a leading ``/`` starts from the file root."""
+        found = self.children.get(path)  # the common case: one plain child name
+        if found is not None:
+            return found
         node: H5Group | H5Dataset = self
         if path.startswith("/"):
             node = self.tree_root()
@@ -154,7 +226,8 @@ class H5Group:
         return node
 
     def tree_root(self) -> H5Group:
-        return self.tree.root  # type: ignore[attr-defined]
+        assert self.tree.root is not None
+        return self.tree.root
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and self.get(path) is not None
@@ -185,18 +258,39 @@ class H5Group:
                 stack.extend((f"{rel}/{k}", v) for k, v in reversed(node.children.items()))
 
 
-def walk(h5: h5py.File, what: str, eager: dict[str, tuple[str, ...]] | None = None) -> H5Group:
+#: HDF5 metadata cache size while indexing (HDF5 starts at 2 MiB): big enough that the object headers the
+#: walk read are still cached when readers then read one attribute per layer (a 3,751-layer file's metadata
+#: is about 5 MB). It is a ceiling: the cache only holds what was read.
+METADATA_CACHE_BYTES = 32 * 2**20
+
+
+def _keep_metadata_cached(h5: h5py.File) -> None:
+    try:
+        config = h5.id.get_mdc_config()
+        if config.max_size < METADATA_CACHE_BYTES:
+            config.max_size = METADATA_CACHE_BYTES
+        config.set_initial_size = True
+        config.initial_size = max(config.initial_size, min(config.max_size, METADATA_CACHE_BYTES))
+        h5.id.set_mdc_config(config)
+    except H5_ERRORS:
+        pass  # only a speed-up
+
+
+def walk(h5: h5py.File, what: str, eager: Mapping[str, tuple[str, ...]] | None = None) -> H5Group:
     """Every group and dataset of ``h5``, read in one ``H5Ovisit`` pass; returns the root group.
 
     ``eager`` maps a group's own name to attributes read during the pass (Keras 3 ``vars`` groups: their
-    ``name``), through the low-level API, so a reader that needs one attribute per layer pays no lookup
-    per layer later.
+    ``name``), while HDF5 still holds the group's object header in its cache: a reader that needs one
+    attribute per layer then pays no second lookup per layer later.
     """
     tree = H5Tree(h5, what)
+    _keep_metadata_cached(h5)
+    group_type, dataset_type = h5py.h5o.TYPE_GROUP, h5py.h5o.TYPE_DATASET
+    open_dataset = h5py.h5d.open
     try:
         fid = h5.id
         root = H5Group(tree, "/", int(h5py.h5o.get_info(fid).num_attrs))
-        tree.root = root  # type: ignore[attr-defined]
+        tree.root = root
         groups: dict[str, H5Group] = {"": root}
         count = 0
 
@@ -210,21 +304,26 @@ def walk(h5: h5py.File, what: str, eager: dict[str, tuple[str, ...]] | None = No
             parent = groups.get(parent_path)
             if parent is None:
                 return None  # below an object we do not list (a named datatype)
-            if info.type == h5py.h5o.TYPE_GROUP:
+            kind = info.type
+            if kind == group_type:
                 if path.count("/") >= MAX_DEPTH:
                     return "too deep"
                 group = H5Group(tree, "/" + path, int(info.num_attrs))
-                if info.num_attrs and eager and leaf in eager:
-                    tree.prefetch(name, group.name, eager[leaf])
                 groups[path] = group
                 parent.children[leaf] = group
-            elif info.type == h5py.h5o.TYPE_DATASET:
-                dsid = h5py.h5d.open(fid, name)
-                parent.children[leaf] = H5Dataset(tree, "/" + path, tuple(int(d) for d in dsid.shape), dsid.dtype,
-                                                  dsid.get_offset(), int(info.num_attrs))
+                if eager and group.num_attrs and leaf in eager:
+                    for key in eager[leaf]:
+                        tree.attr(group.name, key)
+            elif kind == dataset_type:
+                dsid = open_dataset(fid, name)
+                parent.children[leaf] = H5Dataset(tree, "/" + path, tuple(int(d) for d in dsid.shape),
+                                                  tree.dtype_of(dsid.get_type()), dsid.get_offset(),
+                                                  int(info.num_attrs))
             return None
 
         stopped = h5py.h5o.visit(fid, visit, info=True)
+    except CorruptModelError:
+        raise  # an eager attribute read already said what is damaged
     except H5_ERRORS as exc:
         raise CorruptModelError(
             f"the HDF5 tree cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); the file is "

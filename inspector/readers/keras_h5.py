@@ -34,7 +34,7 @@ class H5Source:
 
     def __init__(self, h5: h5py.File, file_path: str | None, base_offset: int = 0, *, image_size: int | None,
                  what: str) -> None:
-        self.root: H5Group = walk(h5, what, eager={"vars": ("name",)})
+        self.root: H5Group = walk(h5, what)
         self.file_path = file_path
         self.base_offset = base_offset
         self.image_size = image_size

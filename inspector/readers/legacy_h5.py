@@ -18,9 +18,10 @@ between its layers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -233,7 +234,8 @@ def _layer_raws(layer: ConfigLayer | None, name: str,
 # -- config normalisation ----------------------------------------------------------------------------
 
 def _normalise_config(entry: Any, top_layer_names: Sequence[str] | None, keras3: bool) -> Any:
-    """A copy of a model config the shared parser reads like any other.
+    """A model config the shared parser reads like any other: the levels it changes are copies, the rest is
+    shared with ``entry``, which is never mutated.
 
     * Keras <= 2.2 Sequential: ``config`` is the bare layer list; the parser wants ``{name, layers}``.
       A nested one has no name at all, so at the top level it takes its ``layer_names`` entry (same order).
@@ -243,8 +245,11 @@ def _normalise_config(entry: Any, top_layer_names: Sequence[str] | None, keras3:
     """
     if not isinstance(entry, Mapping):
         return entry
+    cfg = entry.get("config")
+    if not (entry.get("class_name") == "Sequential" and isinstance(cfg, list)) and not (
+            isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list)):
+        return entry  # a plain layer: nothing to change, so no copy (a deep model has thousands)
     out = dict(entry)
-    cfg = out.get("config")
     if out.get("class_name") == "Sequential" and isinstance(cfg, list):
         cfg = {"name": out.get("name") or "sequential", "layers": cfg}
     if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list):
@@ -252,16 +257,20 @@ def _normalise_config(entry: Any, top_layer_names: Sequence[str] | None, keras3:
         layers = []
         real = [isinstance(e, Mapping) and e.get("class_name") != "InputLayer" for e in cfg["layers"]]
         names_fit = top_layer_names is not None and sum(real) == len(top_layer_names)
+        # Both looked up once per layer, so a deep model's normalisation stays linear.
+        listed = set(top_layer_names) if top_layer_names is not None else set()
+        real_before = [0, *itertools.accumulate(real)]
         for position, sub in enumerate(cfg["layers"]):
             unnamed_seq = (isinstance(sub, Mapping) and sub.get("class_name") == "Sequential"
                            and isinstance(sub.get("config"), list) and not sub.get("name"))
             if unnamed_seq and names_fit and top_layer_names is not None:
-                sub = {**sub, "name": top_layer_names[sum(real[:position])]}
+                sub = {**sub, "name": top_layer_names[real_before[position]]}
             if isinstance(sub, Mapping) and out.get("class_name") != "Sequential":
                 sub_cfg = sub.get("config")
                 sub_name = sub.get("name") or (sub_cfg.get("name") if isinstance(sub_cfg, Mapping) else None)
                 only_name = isinstance(sub_cfg, Mapping) and set(sub_cfg) <= {"name"}
-                not_listed = top_layer_names is not None and sub_name not in top_layer_names
+                not_listed = top_layer_names is not None and not (
+                    isinstance(sub_name, Hashable) and sub_name in listed)
                 layer_like = sub.get("class_name") not in ("InputLayer", *CONTAINER_CLASSES)
                 if layer_like and (not_listed or (keras3 and only_name)) and not sub.get("module"):
                     sub = {**sub, "module": _RAW_OP_MODULE}

@@ -101,9 +101,55 @@ class Message:
     __slots__ = ("_fields",)
 
     def __init__(self, buf: memoryview | bytes) -> None:
+        # iter_fields inlined: a SavedModel of a deep model holds hundreds of thousands of small messages,
+        # and a generator frame per field doubles their cost. The checks are iter_fields' own.
+        view = buf if isinstance(buf, memoryview) else memoryview(buf)
         fields: dict[int, list[FieldValue]] = {}
-        for number, _wire, value in iter_fields(buf):
-            fields.setdefault(number, []).append(value)
+        pos = 0
+        end = len(view)
+        while pos < end:
+            tag = view[pos]
+            if tag < 0x80:
+                pos += 1
+            else:
+                tag, pos = read_varint(view, pos)
+            number, wire = tag >> 3, tag & 7
+            if number == 0:
+                raise WireError("field number 0")
+            value: FieldValue
+            if wire == VARINT:
+                if pos < end and view[pos] < 0x80:
+                    value = view[pos]
+                    pos += 1
+                else:
+                    value, pos = read_varint(view, pos)
+            elif wire == LENGTH:
+                if pos < end and view[pos] < 0x80:
+                    length = view[pos]
+                    pos += 1
+                else:
+                    length, pos = read_varint(view, pos)
+                if pos + length > end:
+                    raise WireError(f"field {number} claims {length} bytes but only {end - pos} remain")
+                value = view[pos:pos + length]
+                pos += length
+            elif wire == FIXED64:
+                if pos + 8 > end:
+                    raise WireError("fixed64 field runs past the end of the buffer")
+                value = struct.unpack_from("<Q", view, pos)[0]
+                pos += 8
+            elif wire == FIXED32:
+                if pos + 4 > end:
+                    raise WireError("fixed32 field runs past the end of the buffer")
+                value = struct.unpack_from("<I", view, pos)[0]
+                pos += 4
+            else:
+                raise WireError(f"unsupported wire type {wire} (field {number})")
+            values = fields.get(number)
+            if values is None:
+                fields[number] = [value]
+            else:
+                values.append(value)
         self._fields = fields
 
     def has(self, number: int) -> bool:
