@@ -65,12 +65,13 @@ def format_table(result: object) -> str:
     from ..formatting import table_lines
 
     assert isinstance(result, Comparison)
-    headers = ["Layer", "Status", "Rel. change", "Min cos", "Median cos", "Matched (perm/flip)", "CKA"]
+    headers = ["Layer", "Status", "Rel. change", "Min cos", "Median cos", "Matched maps (perm/flip)", "CKA"]
     rows = []
     for e in result.layers:
         cos = sorted(m.cosine for m in e.maps)
         name = e.path if e.path_b is None else f"{e.path} ~ {e.path_b}"
-        matched = "-" if e.matching is None else f"{e.permuted}/{e.flipped} of {len(e.matching)}"
+        matched = ("-" if e.matching is None
+                   else f"{e.matched} of {len(e.matching)} ({e.permuted}/{e.flipped})")
         rows.append([name, str(e.status), _num(e.relative_change), _num(cos[0]) if cos else "-",
                      _num(cos[len(cos) // 2]) if cos else "-", matched, _num(e.cka)])
     title = f"A: {result.a} ({result.format_a})   B: {result.b} ({result.format_b})"
