@@ -298,7 +298,9 @@ def write_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"Median of {args.repeat} in-process runs per side (alternating), CLI median of {args.cli_repeat}; "
         f"`load_model` once in a fresh process, time after imports. Python {sys.version.split()[0]}. "
         "The index side ends with a full `gc.collect()` (the collection `open_model` defers is charged to it). "
-        "SavedModel floor: the checkpoint index entries + the checkpoint object graph decoded.",
+        "SavedModel floor: the checkpoint index entries + the checkpoint object graph decoded."
+        + (" `load_model` column taken from an earlier run on the same models (`--reuse-keras`)."
+           if args.no_keras and args.reuse_keras is not None else ""),
         "",
         "| convs | format | layers | tensors | index (open + summary) | one-walk floor | index / floor "
         "| floor + config json.loads | index / (floor + config) | CLI wall | load_model | load_model / index |",
