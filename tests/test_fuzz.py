@@ -95,3 +95,18 @@ def test_savedmodel_link_out_of_folder_is_refused(tmp_path: Path) -> None:
     (model / "keras_metadata.pb").symlink_to("/etc/hostname")
     with pytest.raises(UnsafeModelError, match="outside the model folder"):
         open_model(model)
+
+
+def test_a_timeout_is_confirmed_alone_before_it_counts(tmp_path: Path) -> None:
+    """A case that timed out only because the machine was busy ends when run again alone: it is kept as
+    'slow' with the outcome of its re-run, not counted as a failure. (Case 0 of the default run ends in
+    well under a second, so here it stands for a case that was starved of CPU.)"""
+    starved = {"case": 0, "state": "end", "outcome": "timeout", "error": ""}
+    confirmed = fuzz_runner._confirm(starved, DEFAULT_SEED, tmp_path, None, 1536, 5.0, 30.0)
+    assert confirmed["outcome"] == "slow" and confirmed["first_outcome"] == "timeout"
+    assert confirmed["case"] == 0 and confirmed["seconds"] < 20
+    summary = fuzz_runner.summarise(DEFAULT_SEED, 1, [confirmed], [], 1.0, 1536, 5.0)
+    assert not summary["failures"] and summary["outcomes"] == {"slow": 1}
+    # Other outcomes pass through untouched.
+    refused = {"case": 1, "state": "end", "outcome": "CorruptModelError"}
+    assert fuzz_runner._confirm(refused, DEFAULT_SEED, tmp_path, None, 1536, 5.0, 30.0) is refused
