@@ -34,7 +34,6 @@ import gc
 import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -90,23 +89,9 @@ def make(depth: int, formats: list[str]) -> None:
     start = time.perf_counter()
     model = scope["build"](depth)
     print(f"built deep{depth}: {len(model.layers)} layers in {time.perf_counter() - start:.1f} s", flush=True)
-    for fmt in missing:
-        path = model_path(depth, fmt)
-        partial = path.with_name("partial-" + path.name)
-        if partial.is_dir():
-            shutil.rmtree(partial)
-        elif partial.exists():
-            partial.unlink()
-        start = time.perf_counter()
-        if fmt == "weights.h5":
-            partial = path.with_name("partial-" + path.name)
-            model.save_weights(partial)
-        elif fmt == "savedmodel":
-            model.export(str(partial), verbose=False)
-        else:
-            model.save(partial)
-        partial.rename(path)
-        print(f"wrote {path.name} in {time.perf_counter() - start:.1f} s", flush=True)
+    from make_models import write_files  # bench/ is on sys.path when a bench script runs
+
+    write_files(model, [(fmt, model_path(depth, fmt)) for fmt in missing])
 
 
 # -- the sides --------------------------------------------------------------------------------------

@@ -79,8 +79,12 @@ def make(name: str, formats: list[str]) -> None:
     # Fixed seed so regenerated files hold the same values (sizes never depend on it).
     keras.utils.set_random_seed(0)
     model = eval(ARCHITECTURES[name], {"keras": keras})  # trusted constant from ARCHITECTURES
-    for fmt in missing:
-        path = model_path(name, fmt)
+    write_files(model, [(fmt, model_path(name, fmt)) for fmt in missing])
+
+
+def write_files(model: Any, targets: list[tuple[str, Path]]) -> None:
+    """Save ``model`` as each ``(format, path)`` (bench/deep_index.py uses this too)."""
+    for fmt, path in targets:
         # Write next to the final name and rename at the end, so a killed run never leaves a
         # half-written file that the next run would mistake for a finished one.
         partial = path.with_name("partial-" + path.name)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_jobs import finish_job
 from streamlit.testing.v1 import AppTest
 
 from inspector import open_model
@@ -440,21 +441,8 @@ def test_weights_histograms_and_filter_health() -> None:
     assert len(at.image) == 4 and not _errors(at)  # gamma, beta, mean, variance; no health for BN
 
 
-def _finish_job(at: AppTest, state_key: str, timeout: float = 120.0) -> object:
-    """Wait for a background job of the page, then rerun so the page shows its result."""
-    import time
-
-    job = at.session_state[state_key]
-    deadline = time.monotonic() + timeout
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not job.running
-    at.run()
-    return job
-
-
 def _finish_export(at: AppTest) -> object:
-    return _finish_job(at, "_exp_job")
+    return finish_job(at, "_exp_job")
 
 
 def test_export_layer_zip_with_manifest() -> None:
@@ -606,7 +594,7 @@ def test_visualize_page_runs_in_background_and_matches_the_api() -> None:
     assert not _errors(at), _errors(at)
     assert at.button(key="vis_run").label == "Visualize 4 maps of conv2"
     at.button(key="vis_run").click().run()
-    job = _finish_job(at, "_vis_job")
+    job = finish_job(at, "_vis_job")
     assert job.error is None and not job.cancelled and job.done == job.total == 8
     assert not _errors(at), _errors(at)
     table = _table(at, "× best natural")
@@ -636,7 +624,7 @@ def test_visualize_job_cancel_stops_and_says_so() -> None:
     at.button(key="vis_run").click().run()
     job = at.session_state["_vis_job"]
     job.cancel.set()
-    _finish_job(at, "_vis_job")
+    finish_job(at, "_vis_job")
     assert job.cancelled and job.result is None
     assert any("Cancelled after" in w.value for w in at.warning)
 
@@ -648,7 +636,7 @@ def test_filters_panel_shows_what_a_map_responds_to() -> None:
     at.toggle(key="flt_vis_on").set_value(True).run()
     at.number_input(key="flt_vis_steps").set_value(8).run()
     at.button(key="flt_vis_run").click().run()
-    _finish_job(at, "_flt_vis_job")
+    finish_job(at, "_flt_vis_job")
     assert not _errors(at), _errors(at)
     caption = next(c for c in _captions(at) if "the best of" in c)
     assert caption.startswith("activation ") and "natural images and 200 crops" in caption

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from apptest_jobs import finish_job
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_models"
@@ -178,20 +179,6 @@ def test_write_report_in_process_streams_sections(tmp_path: Path) -> None:
     assert seen[-1][0] == seen[-1][1] and [w for _, _, w in seen if w in ("conv1", "conv2", "digit_probs")]
 
 
-def _wait_for_job(at: Any, state_key: str, timeout: float = 120.0) -> Any:
-    """Wait for the page's background job to end, then rerun so the page shows its result (as
-    ``_finish_job`` in tests/test_dashboard_apptest.py)."""
-    import time
-
-    job = at.session_state[state_key]
-    deadline = time.monotonic() + timeout
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not job.running
-    at.run()
-    return job
-
-
 def _export_page() -> Any:
     from streamlit.testing.v1 import AppTest
 
@@ -214,7 +201,7 @@ def test_dashboard_download_report_button() -> None:
     # The report is built by a background job: the script run that started it returned at once.
     job = at.session_state[JOB]
     assert job.unit == "sections" and job.name == "digits_cnn_report.html"
-    job = _wait_for_job(at, JOB)
+    job = finish_job(at, JOB)
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
     assert job.error is None and not job.cancelled and job.done == job.total > 3
     data = job.result
@@ -240,7 +227,7 @@ def test_dashboard_report_cancel_and_bad_selection() -> None:
     at.button(key="rep_run").click().run()
     assert at.session_state[JOB].running and not [b for b in at.button if b.key == "rep_run" and not b.disabled]
     at.button(key="rep_cancel").click().run()  # the job stops at its next section
-    job = _wait_for_job(at, JOB)
+    job = finish_job(at, JOB)
     assert job.cancelled and job.result is None and job.done < job.total
     assert any("Report cancelled after" in w.value for w in at.warning), [w.value for w in at.warning]
     assert not [b for b in at.get("download_button") if b.label == "Download report"]
