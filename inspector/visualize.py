@@ -160,6 +160,11 @@ class _InputPlan:
     preprocess: str
 
     @property
+    def bgr(self) -> bool:
+        """The model reads BGR (caffe): the optimized image is RGB, its channels are reversed on the way in."""
+        return is_bgr(self.preprocess)
+
+    @property
     def model_shape(self) -> tuple[int, ...]:
         return (self.channels, *self.spatial) if self.channels_first else (*self.spatial, self.channels)
 
@@ -170,20 +175,25 @@ class _InputPlan:
 
     def to_model(self, u_last: np.ndarray) -> np.ndarray:
         """``u`` in [0, 1], channels_last with batch axis -> model values in model layout."""
-        x = self.lo + (self.hi - self.lo) * u_last
+        x = self.lo + (self.hi - self.lo) * (u_last[..., ::-1] if self.bgr else u_last)
         return np.moveaxis(x, -1, 1) if self.channels_first else x
 
     def to_unit(self, x_model: np.ndarray) -> np.ndarray:
         """Model values (model layout, batch axis) -> [0, 1], channels_last (for drawing)."""
         x = np.moveaxis(x_model, 1, -1) if self.channels_first else x_model
         span = np.where(self.hi != self.lo, self.hi - self.lo, 1.0)
-        return np.asarray((x - self.lo) / span)
+        u = np.asarray((x - self.lo) / span)
+        return u[..., ::-1] if self.bgr else u
 
 
-#: The preprocessing choices a visualization supports: those that map pixels to the model input by one
-#: per-channel affine map in the model's own channel order. The Keras applications presets (caffe swaps
-#: RGB to BGR, torch and tf) are not offered yet: the colour decorrelation assumes RGB order.
-PREPROCESS = ("auto", "scale01", "scale11", "meanstd", "none")
+#: The preprocessing choices a visualization supports: a per-channel affine map from pixels to the model
+#: input (the inputs.py vocabulary), with the channels reversed for caffe (the model reads BGR; the image
+#: is optimized in RGB, where the colour decorrelation applies).
+PREPROCESS = ("auto", "scale01", "scale11", "meanstd", "none", "caffe", "torch", "tf")
+
+
+def is_bgr(preprocess: str) -> bool:
+    return preprocess == "caffe"
 
 
 def resolve_preprocess(model: Any, preprocess: str) -> str:
@@ -201,11 +211,22 @@ def input_range(preprocess: str, channels: int, mean: Sequence[float] | None = N
                 std: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (lo, hi) of the model input: pixel values 0 and 255 after ``preprocess``
     (``inputs.py`` vocabulary, ``auto`` resolved already)."""
+    from .inputs import CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD
+
     ones = np.ones(channels, np.float32)
     if preprocess == "scale01":
         return 0.0 * ones, ones
-    if preprocess == "scale11":
+    if preprocess in ("scale11", "tf"):
         return -ones, ones
+    if preprocess in ("caffe", "torch"):
+        if channels != 3:
+            raise InputDataError(f"preprocessing {preprocess!r} is for RGB models (3 channels). "
+                                 f"Received: a model with {channels} input channel(s)")
+        if preprocess == "caffe":  # BGR order, minus the ImageNet mean, no scaling
+            m = np.asarray(CAFFE_MEAN_BGR, np.float32)
+            return -m, 255.0 - m
+        m, sd = np.asarray(TORCH_MEAN, np.float32), np.asarray(TORCH_STD, np.float32)
+        return (0.0 - m) / sd, (1.0 - m) / sd
     if preprocess == "none":
         return 0.0 * ones, 255.0 * ones
     if preprocess == "meanstd":
@@ -512,7 +533,7 @@ class _Optimizer:
         return tf.gather(u, idx, batch_dims=1)
 
     def _to_model(self, u: Any) -> Any:
-        x = self.lo + self.span * u
+        x = self.lo + self.span * (self.tf.reverse(u, axis=[-1]) if self.plan.bgr else u)
         if self.plan.channels_first:
             x = self.tf.experimental.numpy.moveaxis(x, -1, 1)
         return x
@@ -630,7 +651,8 @@ class Visualization:
         """The images in [0, 1], channels_last (for drawing)."""
         x = np.moveaxis(self.image, 1, -1) if self.channels_first else self.image
         lo, hi = self.channel_range[:, 0], self.channel_range[:, 1]
-        return np.clip((x - lo) / np.where(hi != lo, hi - lo, 1.0), 0.0, 1.0)
+        u = np.clip((x - lo) / np.where(hi != lo, hi - lo, 1.0), 0.0, 1.0)
+        return u[..., ::-1] if is_bgr(self.preprocess) else u  # caffe models read BGR: draw RGB
 
     def ratios(self) -> np.ndarray | None:
         """activation / best natural (image or crop) value, per image; nan where that value is <= 0."""

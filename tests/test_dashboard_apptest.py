@@ -659,3 +659,17 @@ def test_filters_page_links_to_the_examples_page(tmp_path: Path, monkeypatch: py
     button.click().run()
     assert at.radio(key="page").value == "Examples" and at.query_params["page"] == "examples"
     assert not _errors(at), _errors(at)
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_visualize_page_input_range_is_in_the_url_and_checked() -> None:
+    at = _app_at({"page": "visualize", "layer": "conv2", "maps": "0", "steps": "4", "pre": "caffe"})
+    assert at.selectbox(key="vis_pre").value == "caffe"
+    at.button(key="vis_run").click().run()
+    job = finish_job(at, "_vis_job")
+    # digits_cnn reads one grey channel: the RGB preset is refused in one line, and the page stays usable.
+    assert job.error is not None and "'caffe' is for RGB models" in job.error and "\n" not in job.error
+    assert any("'caffe' is for RGB models" in e for e in _errors(at))
+    at.selectbox(key="vis_pre").set_value("scale01").run()
+    assert at.query_params["pre"] == "scale01" and at.button(key="vis_run").label == "Visualize 1 map of conv2"

@@ -234,3 +234,45 @@ def test_projective_warp_equals_tensorflows_op() -> None:
                                                  fill_value=0.5, interpolation="BILINEAR", fill_mode="CONSTANT")
     got = _projective_warp(tf, tf.constant(images), tf.constant(transforms), (12, 10), 0.5)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("preprocess", ["caffe", "torch", "tf"])
+def test_keras_applications_presets(preprocess: str) -> None:
+    """caffe/torch/tf as in activations: the image is in the model's range (BGR minus the ImageNet mean for
+    caffe), the model on it gives the reported activation, and the drawn picture is RGB."""
+    from inspector.inputs import CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD
+    from inspector.kerascompat import call, import_keras
+    from inspector.visualize import visualize
+
+    keras = import_keras()
+    model = _tiny_cnn(keras, (16, 16, 3))
+    vis = visualize(model, "r2", [1, 4], preprocess=preprocess, **FAST)
+    x = vis.image  # (2, 16, 16, 3) in the model's own channel order
+    if preprocess == "caffe":
+        lo, hi = -np.asarray(CAFFE_MEAN_BGR), 255.0 - np.asarray(CAFFE_MEAN_BGR)
+    elif preprocess == "torch":
+        lo = -np.asarray(TORCH_MEAN) / np.asarray(TORCH_STD)
+        hi = (1.0 - np.asarray(TORCH_MEAN)) / np.asarray(TORCH_STD)
+    else:
+        lo, hi = -np.ones(3), np.ones(3)
+    np.testing.assert_allclose(vis.input_range, [lo.min(), hi.max()], rtol=1e-5)
+    assert np.all(x >= lo - 1e-3) and np.all(x <= hi + 1e-3)
+    feats = keras.Model(model.inputs, model.get_layer("r2").output)
+    got = np.asarray(call(feats, x)).mean(axis=(1, 2))[[0, 1], [1, 4]]
+    np.testing.assert_allclose(got, vis.activation, rtol=1e-4, atol=1e-6)
+    unit = vis.unit_images()
+    model_order = (x - lo) / (hi - lo)
+    expected = model_order[..., ::-1] if preprocess == "caffe" else model_order
+    np.testing.assert_allclose(unit, np.clip(expected, 0, 1), atol=1e-5)
+    # Natural references go in through the same preset (inputs.load_input), so the ratio compares like with like.
+    vis2 = visualize(model, "r2", [1], preprocess=preprocess, reference=np.asarray(x[:1]), crops=0, **FAST)
+    assert vis2.reference is not None and vis2.reference.n_images == 1
+
+
+def test_rgb_presets_refuse_a_grayscale_model(digits: Any) -> None:
+    from inspector.errors import InputDataError
+    from inspector.visualize import visualize
+
+    with pytest.raises(InputDataError, match="'caffe' is for RGB models") as err:
+        visualize(digits, "conv2", [0], preprocess="caffe", steps=2)
+    assert "\n" not in str(err.value)

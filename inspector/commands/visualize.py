@@ -42,8 +42,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-transforms", action="store_true", help="no jitter/scale/rotation (for comparison)")
     parser.add_argument("--preprocess", default="auto", choices=PREPROCESS,
                         help="the input range the model expects, on 0..255 pixels: scale01 [0,1], scale11 [-1,1], "
-                             "meanstd, none [0,255]; auto (default): none when the model starts with a Rescaling or "
-                             "Normalization layer, else scale01")
+                             "meanstd, none [0,255], and the Keras applications' caffe (BGR minus the ImageNet "
+                             "mean: VGG, ResNet50), torch, tf; auto (default): none when the model starts with a "
+                             "Rescaling or Normalization layer, else scale01")
     parser.add_argument("--mean", type=float, nargs="+", metavar="M", help="per-channel mean for meanstd")
     parser.add_argument("--std", type=float, nargs="+", metavar="S", help="per-channel std for meanstd")
     parser.add_argument("--reference", metavar="DIR",

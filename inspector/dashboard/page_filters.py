@@ -245,7 +245,7 @@ def _map_part(index: ModelIndex, key: loading.ModelKey, layer: str, left: DeltaG
 #: Widgets of the fragment that are not drawn in every view (map widgets under "whole layer", the grid
 #: page, ...): their values are written back each fragment run, or Streamlit would drop them.
 _KEEP = ("flt_map", "flt_page", "flt_mpage", "flt_rgb", "flt_sort", "flt_cap", "flt_stage", "flt_vis_steps",
-         "flt_vis_seed", "flt_vis_size")
+         "flt_vis_seed", "flt_vis_size", "flt_vis_pre")
 
 
 def _map_part_body(index: ModelIndex, key: loading.ModelKey, layer: str, left: DeltaGenerator,

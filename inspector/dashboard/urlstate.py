@@ -76,7 +76,7 @@ def _params() -> dict[str, tuple[Param, ...]]:
     from inspector.dashboard import views
     from inspector.dashboard.page_filters import CAPS
     from inspector.inputs import FIT_CHOICES, PREPROCESS_CHOICES
-    from inspector.visualize import Objective
+    from inspector.visualize import PREPROCESS, Objective
 
     return {
         "Filters": (
@@ -106,6 +106,7 @@ def _params() -> dict[str, tuple[Param, ...]]:
             Param("steps", "vis_steps", 256, int),
             Param("seed", "vis_seed", 0, int),
             Param("objective", "vis_objective", "channel", choices=tuple(str(o) for o in Objective)),
+            Param("pre", "vis_pre", "auto", choices=tuple(p for p in PREPROCESS if p != "meanstd")),
         ),
         "Weights": (
             Param("layer", "w_layer"),

@@ -25,13 +25,15 @@ import streamlit as st
 from inspector.dashboard import jobs, loading, views
 from inspector.dashboard.widgets import show_picture
 from inspector.records import ModelIndex
-from inspector.visualize import DEFAULTS, Objective, Visualization
+from inspector.visualize import DEFAULTS, PREPROCESS, Objective, Visualization
 
 __all__ = ["Settings", "VisKey", "filters_panel", "job_for", "result_table", "results", "settings_ui", "show_result",
            "start"]
 
 #: (model key, layer, maps, objective, steps, seed, size): what identifies a result.
-VisKey = tuple[loading.ModelKey, str, tuple[int, ...], str, int, int, int | None]
+VisKey = tuple[loading.ModelKey, str, tuple[int, ...], str, int, int, int | None, str]
+#: The input ranges offered (meanstd needs numbers typed in: CLI only).
+PRESETS = tuple(p for p in PREPROCESS if p != "meanstd")
 _MAX_RESULTS = 64
 
 
@@ -41,9 +43,11 @@ class Settings:
     steps: int = DEFAULTS.steps
     seed: int = DEFAULTS.seed
     size: int | None = None  # variable-size models only
+    preprocess: str = "auto"
 
     def key(self, model: loading.ModelKey, layer: str, maps: Sequence[int]) -> VisKey:
-        return (model, layer, tuple(int(m) for m in maps), self.objective, self.steps, self.seed, self.size)
+        return (model, layer, tuple(int(m) for m in maps), self.objective, self.steps, self.seed, self.size,
+                self.preprocess)
 
 
 class _Store:
@@ -81,7 +85,7 @@ def variable_size(key: loading.ModelKey) -> bool:
 def settings_ui(key: loading.ModelKey, prefix: str, *, objective: bool = True) -> Settings:
     """Steps, seed (and objective, size where they apply) as keyed widgets ``{prefix}_*``."""
     free_size = variable_size(key)
-    cols = iter(st.columns(2 + int(free_size) + int(objective)))  # no empty column where a widget is absent
+    cols = iter(st.columns(3 + int(free_size) + int(objective)))  # no empty column where a widget is absent
     st.session_state.setdefault(f"{prefix}_steps", DEFAULTS.steps)
     steps = next(cols).number_input("Steps", 1, 4096, step=64, key=f"{prefix}_steps",
                                     help="Optimisation steps (Adam); 256-512 is the usual range")
@@ -92,12 +96,17 @@ def settings_ui(key: loading.ModelKey, prefix: str, *, objective: bool = True) -
         st.session_state.setdefault(f"{prefix}_size", DEFAULTS.image_side)
         size = int(next(cols).number_input("Size (px)", 8, 1024, step=16, key=f"{prefix}_size",
                                            help="This model takes any input size; the image is made at this one"))
+    pre = str(next(cols).selectbox(
+        "Input range", PRESETS, key=f"{prefix}_pre",
+        help="What the model was trained on. auto: raw 0..255 if the model begins with Rescaling/Normalization, "
+             "else 0..1; caffe: BGR minus the ImageNet mean (Keras VGG16/19, ResNet50); torch: ImageNet "
+             "mean/std (DenseNet); tf: -1..1 (MobileNet, Inception, Xception)"))
     obj = str(Objective.CHANNEL)
     if objective:
         obj = str(next(cols).selectbox("Objective", [str(o) for o in Objective], key=f"{prefix}_objective",
                                        help="channel: mean of the map; neuron: its centre value; negative-*: "
                                             "the lowest values"))
-    return Settings(obj, int(steps), int(seed), size)
+    return Settings(obj, int(steps), int(seed), size, pre)
 
 
 def start(state_key: str, key: loading.ModelKey, layer: str, maps: Sequence[int], settings: Settings) -> None:
@@ -115,7 +124,8 @@ def start(state_key: str, key: loading.ModelKey, layer: str, maps: Sequence[int]
             progress(done, total, "")
 
         vis = visualize_with_references(model, layer, maps, size=settings.size, objective=settings.objective,
-                                        steps=settings.steps, seed=settings.seed, progress=step)
+                                        steps=settings.steps, seed=settings.seed, preprocess=settings.preprocess,
+                                        progress=step)
         store.put(vis_key, vis)
         return vis
 
