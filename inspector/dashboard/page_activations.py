@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from inspector.dashboard import loading, urlstate, views
-from inspector.dashboard.widgets import fold_bn_ui, map_choice_ui, show_picture
+from inspector.dashboard.widgets import fold_bn_ui, map_choice_ui, runnable_or_error, show_picture
 from inspector.errors import InspectorError
 from inspector.inputs import FIT_CHOICES, PREPROCESS_CHOICES, input_spec_from_model, load_input
 from inspector.records import FILTER_KINDS, LayerKind, ModelIndex
@@ -172,9 +172,7 @@ def input_ui() -> tuple[str, str, bytes | None, str, str, str]:
 
 def activations_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.subheader("Activations: what one input does to a layer")
-    if not index.has_architecture:
-        st.error("this file stores weights only, so the model cannot be run; open the full model "
-                 f"(.keras, .h5 or SavedModel) to see activations. Received: {index.source}")
+    if not runnable_or_error(index, "to see activations"):
         return
     source, digest, data, suffix, pre, fit = input_ui()
     try:

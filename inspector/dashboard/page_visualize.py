@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from inspector.dashboard import jobs, loading, visualizing
-from inspector.dashboard.widgets import layer_choice_ui
+from inspector.dashboard.widgets import layer_choice_ui, runnable_or_error
 from inspector.errors import InspectorError
 from inspector.records import ModelIndex
 
@@ -23,9 +23,7 @@ DEFAULT_MAPS = "0-15"
 
 def visualize_page(index: ModelIndex, key: loading.ModelKey) -> None:
     st.subheader("Visualize: the input each map responds to most")
-    if not index.has_architecture:
-        st.error("this file stores weights only, so the model cannot be run; open the full model "
-                 f"(.keras, .h5 or SavedModel) to visualize its maps. Received: {index.source}")
+    if not runnable_or_error(index, "to visualize its maps"):
         return
     left, right = st.columns([1, 3])
     with left:

@@ -87,3 +87,13 @@ def fold_bn_ui(key: loading.ModelKey, layer: str, stage: str | None, widget_key:
     if reason is not None:
         where.caption(f"Fold BN: not available here. {reason}")  # type: ignore[attr-defined]
     return bool(value) and reason is None
+
+
+def runnable_or_error(index: ModelIndex, purpose: str) -> bool:
+    """Whether the model can run; if not (a weights-only file), the one-line error saying so for ``purpose``
+    ("to see activations", ...)."""
+    if index.has_architecture:
+        return True
+    st.error("this file stores weights only, so the model cannot be run; open the full model "
+             f"(.keras, .h5 or SavedModel) {purpose}. Received: {index.source}")
+    return False
