@@ -673,3 +673,9 @@ def test_visualize_page_input_range_is_in_the_url_and_checked() -> None:
     assert any("'caffe' is for RGB models" in e for e in _errors(at))
     at.selectbox(key="vis_pre").set_value("scale01").run()
     assert at.query_params["pre"] == "scale01" and at.button(key="vis_run").label == "Visualize 1 map of conv2"
+
+
+def test_visualize_page_on_a_weights_only_file_says_why() -> None:
+    at = _app(model=SAMPLES / "digits_cnn.weights.h5", page="Visualize")
+    errors = _errors(at)
+    assert len(errors) == 1 and "weights only" in errors[0] and "to visualize its maps" in errors[0]
