@@ -655,12 +655,13 @@ class Visualization:
         return u[..., ::-1] if is_bgr(self.preprocess) else u  # caffe models read BGR: draw RGB
 
     def ratios(self) -> np.ndarray | None:
-        """activation / best natural (image or crop) value, per image; nan where that value is <= 0."""
+        """activation / best natural (image or crop) value, per image; nan where either is <= 0 (a ratio of
+        a negative activation, e.g. "-1.0x", would read as a comparison and mean none)."""
         if self.reference is None:
             return None
         best = self.reference.best
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(best > 0, self.activation / best, np.nan)
+            return np.where((best > 0) & (self.activation > 0), self.activation / best, np.nan)
 
     def to_arrays(self) -> dict[str, Any]:
         arrays: dict[str, Any] = {

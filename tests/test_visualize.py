@@ -276,3 +276,18 @@ def test_rgb_presets_refuse_a_grayscale_model(digits: Any) -> None:
     with pytest.raises(InputDataError, match="'caffe' is for RGB models") as err:
         visualize(digits, "conv2", [0], preprocess="caffe", steps=2)
     assert "\n" not in str(err.value)
+
+
+def test_ratio_only_where_both_values_are_positive(digits: Any) -> None:
+    """'2.7x the best natural image' compares two positive numbers; with either <= 0 there is no ratio."""
+    import dataclasses
+
+    from inspector.visualize import Reference, visualize
+
+    vis = visualize(digits, "conv2", [0, 1, 2, 4], steps=2)
+    vis = dataclasses.replace(vis, activation=np.array([3.0, -0.7, 2.0, 0.0]),
+                              reference=Reference(np.array([1.5, 0.7, -1.0, 1.0]), np.array([1.0, 0.5, np.nan, 2.0]),
+                                                  1, 1))
+    ratios = vis.ratios()
+    assert ratios is not None
+    np.testing.assert_allclose(ratios, [2.0, np.nan, np.nan, np.nan])

@@ -215,8 +215,8 @@ def summary_line(vis: Visualization) -> str:
         reached = f"activation {vis.activation[0]:.4g}"
         if ratios is not None and np.isfinite(ratios[0]):
             return f"{reached} = {ratios[0]:.1f}× {natural} ({ref.best[0]:.4g}); " + line
-        # A ratio to a value <= 0 means nothing (Visualization.ratios gives nan): both values, no ratio.
-        return f"{reached}; {natural} reach {ref.best[0]:.4g} (not positive, so no ratio); " + line
+        # A ratio with a value <= 0 means nothing (Visualization.ratios gives nan): both values, no ratio.
+        return f"{reached}; {natural} reach {ref.best[0]:.4g} (no ratio: not both positive); " + line
     return f"compared with {natural}; " + line
 
 
