@@ -386,21 +386,8 @@ class _Parser:
         by = {x.path: x for x in self.layers}
         containers = {layer.path: layer for layer in self.layers if layer.is_container}
         expanded: dict[str, list[str]] = {}
-
-        def expand(path: str) -> list[str]:
-            """A container's real output layers, each container expanded once (memoised, cycle-safe)."""
-            if path not in containers:
-                return [path]
-            if path not in expanded:
-                expanded[path] = []  # a container that (in a damaged config) outputs itself adds nothing
-                out: list[str] = []
-                for p in self.container_outputs.get(path, []):
-                    out.extend(q for q in expand(p) if q not in out)
-                expanded[path] = out
-            return expanded[path]
-
         for layer in self.layers:
-            layer.inbound = [p for src in layer.inbound for p in expand(src)]
+            layer.inbound = [p for src in layer.inbound for p in self._expand(src, containers, expanded)]
             # A nested Functional's InputLayers read what the container reads.
             if layer.class_name == "InputLayer" and layer.container_path in containers:
                 layer.inbound = list(containers[layer.container_path].inbound)
@@ -410,6 +397,22 @@ class _Parser:
                 shapes = [by[p].output_shape for p in outs if p in by]
                 if layer.output_shape is None and len(shapes) == 1:
                     layer.output_shape = shapes[0]
+
+
+    def _expand(self, path: str, containers: Mapping[str, ConfigLayer], expanded: dict[str, list[str]]) -> list[str]:
+        """A container's real output layers, each container expanded once (memoised, cycle-safe).
+
+        A method, not a closure: a recursive nested function is a reference cycle (it holds its own cell)
+        that would keep the whole parse alive until the cyclic collector ran."""
+        if path not in containers:
+            return [path]
+        if path not in expanded:
+            expanded[path] = []  # a container that (in a damaged config) outputs itself adds nothing
+            out: list[str] = []
+            for p in self.container_outputs.get(path, []):
+                out.extend(q for q in self._expand(p, containers, expanded) if q not in out)
+            expanded[path] = out
+        return expanded[path]
 
 
 def _through_raw_ops(name: str, raw_ops: Mapping[str, list[str]], memo: dict[str, list[str]]) -> list[str]:

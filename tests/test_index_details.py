@@ -120,6 +120,32 @@ def test_keras_without_name_attributes(tmp_path: Path) -> None:
         np.testing.assert_array_equal(index.layer("dw").kernel.read(), model.get_layer("dw").kernel.numpy())
 
 
+def test_keras_groups_out_of_line_with_class_names(tmp_path: Path) -> None:
+    """An empty group at a layer's class-derived name is trusted without reading its name attribute (a
+    speed-up: most layers hold no weights), but only while every group holding data is claimed. Here the
+    expected group of 'conv_a' is an empty decoy, and its real group sits under another name: the reader
+    must notice the unclaimed data and match groups by their name attributes."""
+    model = _small_cnn()
+    model.save(tmp_path / "new.keras")
+    edited = tmp_path / "moved.keras"
+    with zipfile.ZipFile(tmp_path / "new.keras") as src:
+        weights = tmp_path / "w.h5"
+        weights.write_bytes(src.read("model.weights.h5"))
+        with h5py.File(weights, "r+") as h5:
+            layers = h5["layers"]
+            expected = next(key for key in layers if layers[key]["vars"].attrs.get("name") == "conv_a")
+            layers.move(expected, "moved_elsewhere")
+            decoy = layers.create_group(expected).create_group("vars")
+            decoy.attrs["name"] = "not_conv_a"
+        with zipfile.ZipFile(edited, "w") as dst:
+            for member in ("metadata.json", "config.json"):
+                dst.writestr(member, src.read(member))
+            dst.write(weights, "model.weights.h5")
+    with inspector.open_model(edited) as index:
+        assert [layer.params for layer in index] == [layer.count_params() for layer in model.layers]
+        np.testing.assert_array_equal(index.layer("conv_a").kernel.read(), model.get_layer("conv_a").kernel.numpy())
+
+
 def test_reading_a_slice_reads_only_that_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A slice is copied out of a memory map of the tensor's bytes; the whole tensor is never read for it.
 
@@ -312,3 +338,27 @@ def test_compressed_weights_keep_their_handle_until_close(tmp_path: Path) -> Non
     assert not index.holds_resources
     with pytest.raises(Exception):  # noqa: B017 - h5py's error for a closed file varies by version
         index.layer("dense").kernel.read()
+
+
+@pytest.mark.parametrize("name", ["digits_cnn.keras", "digits_cnn.h5", "digits_cnn.weights.h5",
+                                  "digits_cnn_savedmodel", "shapes_rgb.keras", "shapes_rgb.h5"])
+def test_indexing_leaves_no_cyclic_garbage(name: str) -> None:
+    """Indexing pauses the cyclic collector, so whatever it builds must be freed by reference counts alone:
+    a reference cycle left behind (a recursive closure, a tree pointing back at its root) would keep a deep
+    model's whole parse alive until the collector's next full pass, and make that pass slow."""
+    import gc
+
+    path = Path(__file__).resolve().parent.parent / "sample_models" / name
+    inspector.open_model(path).close()  # first use: imports and caches
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with inspector.open_model(path) as index:
+            assert index.total_params > 0
+        del index
+        gc.collect()
+        left = [type(obj).__name__ for obj in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []

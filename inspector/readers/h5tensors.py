@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable
 from typing import Any
 
 import h5py
@@ -80,11 +79,25 @@ def _damaged(where: str, exc: BaseException) -> CorruptModelError:
                              f"Keras or TensorFlow write it. Received: {where}")
 
 
-def _memmap_loader(path: str, offset: int, dtype: np.dtype, shape: tuple[int, ...],
-                   post: Callable[[np.ndarray], np.ndarray], where: str) -> TensorLoader:
-    count = math.prod(shape)
+class _OffsetLoader:
+    """Reads a contiguous C-order tensor at a byte offset of a file: the whole tensor with one plain read,
+    a slice through a memory map. A class rather than a closure: a deep model has thousands of tensors,
+    and each closure would leave nine objects for the garbage collector to scan for the index's lifetime."""
 
-    def load(index: tuple[Any, ...] | None) -> np.ndarray:
+    __slots__ = ("bf16", "dtype", "offset", "path", "shape", "where")
+
+    def __init__(self, path: str, offset: int, dtype: np.dtype, shape: tuple[int, ...], bf16: bool,
+                 where: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.dtype = dtype
+        self.shape = shape
+        self.bf16 = bf16
+        self.where = where
+
+    def __call__(self, index: tuple[Any, ...] | None) -> np.ndarray:
+        path, offset, dtype, shape = self.path, self.offset, self.dtype, self.shape
+        count = math.prod(shape)
         try:
             if index is None or count == 0 or shape == ():
                 with open(path, "rb") as fh:
@@ -98,23 +111,30 @@ def _memmap_loader(path: str, offset: int, dtype: np.dtype, shape: tuple[int, ..
                 out = np.array(mapped[index])
                 del mapped
         except (OSError, ValueError) as exc:
-            raise _damaged(f"{where} in {path}", exc) from exc
+            raise _damaged(f"{self.where} in {path}", exc) from exc
         # ascontiguousarray promotes 0-d results (bias[(j,)]) to shape (1,): keep their rank.
-        return post(np.ascontiguousarray(out) if np.ndim(out) else np.asarray(out))
+        out = np.ascontiguousarray(out) if np.ndim(out) else np.asarray(out)
+        return decode_bfloat16(out) if self.bf16 else out
 
-    return load
 
+class _H5pyLoader:
+    """Reads a dataset through an open h5py handle (chunked or filtered data)."""
 
-def _h5py_loader(h5: h5py.File, name: str, post: Callable[[np.ndarray], np.ndarray]) -> TensorLoader:
-    def load(index: tuple[Any, ...] | None) -> np.ndarray:
+    __slots__ = ("bf16", "h5", "name")
+
+    def __init__(self, h5: h5py.File, name: str, bf16: bool) -> None:
+        self.h5 = h5
+        self.name = name
+        self.bf16 = bf16
+
+    def __call__(self, index: tuple[Any, ...] | None) -> np.ndarray:
         try:
-            ds = h5[name]
+            ds = self.h5[self.name]
             arr = ds[()] if index is None else ds[index]
         except H5_ERRORS as exc:
-            raise _damaged(name, exc) from exc
-        return post(np.asarray(arr))
-
-    return load
+            raise _damaged(self.name, exc) from exc
+        arr = np.asarray(arr)
+        return decode_bfloat16(arr) if self.bf16 else arr
 
 
 @functools.lru_cache(maxsize=256)
@@ -139,7 +159,6 @@ def dataset_tensor(ds: H5Dataset, stored_name: str | None, *, file_path: str | N
             f"HDF5 dataset {where!r} holds {ds.dtype} values, not a numeric tensor; expected weights stored as "
             f"numbers. Received: {ds.tree.what}")
     shape = ds.shape
-    post: Callable[[np.ndarray], np.ndarray] = decode_bfloat16 if bf16 else (lambda a: a)
     dtype_name = "bfloat16" if bf16 else _dtype_name(ds.dtype)
     storage_dtype = np.dtype("<u2") if bf16 else ds.dtype
     nbytes = math.prod(shape) * storage_dtype.itemsize
@@ -151,7 +170,7 @@ def dataset_tensor(ds: H5Dataset, stored_name: str | None, *, file_path: str | N
                 f"{image_size:,}-byte file; the file is truncated or damaged; expected a model file as Keras or "
                 f"TensorFlow write it. Received: {ds.tree.what}")
         if file_path is not None:
-            loader = _memmap_loader(os.fspath(file_path), base_offset + offset, storage_dtype, shape, post, where)
+            loader = _OffsetLoader(os.fspath(file_path), base_offset + offset, storage_dtype, shape, bf16, where)
             raw = RawTensor(stored_name, shape, dtype_name, where, loader)
             raw.offset = base_offset + offset
             return raw
@@ -167,5 +186,5 @@ def dataset_tensor(ds: H5Dataset, stored_name: str | None, *, file_path: str | N
                 f"more than {MAX_EXPANSION}x expansion (docs/limits.md); the file is damaged or hostile; "
                 f"expected a model file as Keras or TensorFlow write it. "
                 f"Received: {ds.tree.what}")
-    return RawTensor(stored_name, shape, dtype_name, where, _h5py_loader(ds.tree.h5, where, post),
+    return RawTensor(stored_name, shape, dtype_name, where, _H5pyLoader(ds.tree.h5, where, bf16),
                      needs_handle=True)

@@ -22,6 +22,7 @@ The walk is also where hostile files are first contained:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -66,20 +67,27 @@ class H5Tree:
     def __init__(self, h5: h5py.File, what: str) -> None:
         self.h5 = h5
         self.what = what  # "Received: ..." text for errors
-        self.root: H5Group | None = None  # set by walk()
+        # The root group, set by walk(). Held weakly: groups hold the tree, and a strong link back would
+        # make the whole walk one reference cycle that only the cyclic collector could free (tens of
+        # thousands of objects on a deep model). Whoever called walk() keeps the root alive.
+        self.root: weakref.ref[H5Group] | None = None
         self._values: dict[str, dict[str, Any]] = {}  # object path -> attribute name -> value (or _MISSING)
-        self._types: list[tuple[Any, np.dtype, Any]] = []  # (HDF5 type, numpy dtype, h5py memory type)
+        # (HDF5 type, numpy dtype, h5py memory type, variable-length strings?)
+        self._types: list[tuple[Any, np.dtype, Any, bool]] = []
 
-    def _type(self, tid: Any) -> tuple[np.dtype, Any]:
-        """The numpy dtype (and h5py's memory type for reads) of an HDF5 type, converted once per type."""
-        for known, dtype, htype in self._types:
+    def _type(self, tid: Any) -> tuple[np.dtype, Any, bool]:
+        """The numpy dtype of an HDF5 type, h5py's memory type for reads, and whether values are
+        variable-length strings; worked out once per type."""
+        for known, dtype, htype, vlen_str in self._types:
             if known.equal(tid):
-                return dtype, htype
+                return dtype, htype, vlen_str
         dtype = tid.dtype
         htype = h5py.h5t.py_create(dtype)
+        string_info = h5py.check_string_dtype(dtype.subdtype[0] if dtype.subdtype is not None else dtype)
+        vlen_str = bool(string_info) and string_info.length is None
         if len(self._types) < MAX_CACHED_TYPES:
-            self._types.append((tid, dtype, htype))
-        return dtype, htype
+            self._types.append((tid, dtype, htype, vlen_str))
+        return dtype, htype, vlen_str
 
     def dtype_of(self, tid: Any) -> np.dtype:
         return self._type(tid)[0]
@@ -105,7 +113,7 @@ class H5Tree:
     def _read_attr(self, aid: Any) -> Any:
         """h5py's ``AttributeManager.__getitem__`` on an open attribute, with the datatype cache."""
         shape = aid.shape
-        dtype, htype = self._type(aid.get_type())
+        dtype, htype, vlen_str = self._type(aid.get_type())
         if shape is None:  # a null dataspace
             return h5py.Empty(dtype)
         if dtype.subdtype is not None:  # numpy has no top-level array types: fold them into the shape
@@ -113,9 +121,10 @@ class H5Tree:
             shape = shape + subshape
             dtype = subdtype
         arr = np.zeros(shape, dtype=dtype, order="C")
+        if arr.size == 0:
+            return arr  # nothing to read (every writer stores an empty name list this way)
         aid.read(arr, mtype=htype)
-        string_info = h5py.check_string_dtype(dtype)
-        if string_info and string_info.length is None:  # variable-length strings come back as bytes
+        if vlen_str:  # variable-length strings come back as bytes
             arr = np.array([b.decode("utf-8", "surrogateescape") for b in arr.flat], dtype=dtype).reshape(arr.shape)
         return arr[()] if arr.ndim == 0 else arr
 
@@ -197,7 +206,7 @@ class H5Dataset:
 class H5Group:
     """A group: children in HDF5's listing (name) order, attributes on demand."""
 
-    __slots__ = ("children", "name", "num_attrs", "tree")
+    __slots__ = ("__weakref__", "children", "name", "num_attrs", "tree")
 
     def __init__(self, tree: H5Tree, name: str, num_attrs: int) -> None:
         self.tree = tree
@@ -226,8 +235,9 @@ class H5Group:
         return node
 
     def tree_root(self) -> H5Group:
-        assert self.tree.root is not None
-        return self.tree.root
+        root = self.tree.root() if self.tree.root is not None else None
+        assert root is not None, "the root group of a walk must outlive lookups from the root"
+        return root
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and self.get(path) is not None
@@ -276,12 +286,11 @@ def _keep_metadata_cached(h5: h5py.File) -> None:
         pass  # only a speed-up
 
 
-def walk(h5: h5py.File, what: str, eager: Mapping[str, tuple[str, ...]] | None = None) -> H5Group:
+def walk(h5: h5py.File, what: str) -> H5Group:
     """Every group and dataset of ``h5``, read in one ``H5Ovisit`` pass; returns the root group.
 
-    ``eager`` maps a group's own name to attributes read during the pass (Keras 3 ``vars`` groups: their
-    ``name``), while HDF5 still holds the group's object header in its cache: a reader that needs one
-    attribute per layer then pays no second lookup per layer later.
+    Nothing but the visit itself runs inside ``H5Ovisit``: attributes are read afterwards, on demand
+    (an attribute read inside the visit hung on a damaged global heap).
     """
     tree = H5Tree(h5, what)
     _keep_metadata_cached(h5)
@@ -290,7 +299,7 @@ def walk(h5: h5py.File, what: str, eager: Mapping[str, tuple[str, ...]] | None =
     try:
         fid = h5.id
         root = H5Group(tree, "/", int(h5py.h5o.get_info(fid).num_attrs))
-        tree.root = root
+        tree.root = weakref.ref(root)
         groups: dict[str, H5Group] = {"": root}
         count = 0
 
@@ -311,9 +320,6 @@ def walk(h5: h5py.File, what: str, eager: Mapping[str, tuple[str, ...]] | None =
                 group = H5Group(tree, "/" + path, int(info.num_attrs))
                 groups[path] = group
                 parent.children[leaf] = group
-                if eager and group.num_attrs and leaf in eager:
-                    for key in eager[leaf]:
-                        tree.attr(group.name, key)
             elif kind == dataset_type:
                 dsid = open_dataset(fid, name)
                 parent.children[leaf] = H5Dataset(tree, "/" + path, tuple(int(d) for d in dsid.shape),
@@ -322,8 +328,6 @@ def walk(h5: h5py.File, what: str, eager: Mapping[str, tuple[str, ...]] | None =
             return None
 
         stopped = h5py.h5o.visit(fid, visit, info=True)
-    except CorruptModelError:
-        raise  # an eager attribute read already said what is damaged
     except H5_ERRORS as exc:
         raise CorruptModelError(
             f"the HDF5 tree cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); the file is "

@@ -111,17 +111,27 @@ def _name_attr(group: H5Group | H5Dataset) -> str | None:
     return None
 
 
+def _holds_data(group: H5Group) -> bool:
+    return next(group.datasets(), None) is not None
+
+
 def _find_group(parent: H5Group | None, expected: str | None, name: str,
-                by_name: dict[int, dict[str, H5Group]]) -> H5Group | None:
+                by_name: dict[int, dict[str, H5Group]], trust_empty: bool = False) -> H5Group | None:
     """The group of a layer inside ``parent['layers']``: by the expected class-derived name, checked
     against the ``name`` attribute when present, else by the attribute (looked up in a table built once
-    per ``layers`` group, so finding every layer stays linear)."""
+    per ``layers`` group, so finding every layer stays linear).
+
+    ``trust_empty`` skips the attribute check when the expected group holds no data: most layers of a
+    deep model have no weights, and each check reads a string from the file. The caller then verifies
+    that every group holding data was claimed (:func:`_unclaimed_data`)."""
     layers = parent.get("layers") if parent is not None else None
     if not isinstance(layers, H5Group):
         return None
     if expected and isinstance(layers.get(expected), H5Group):
         group = layers[expected]
         assert isinstance(group, H5Group)
+        if trust_empty and not _holds_data(group):
+            return group
         stored = _name_attr(group)
         if stored is None or stored == name:
             return group
@@ -136,15 +146,42 @@ def _find_group(parent: H5Group | None, expected: str | None, name: str,
     return table.get(name)
 
 
+def _unclaimed_data(root: H5Group, claimed: set[int]) -> bool:
+    """Whether some layer group (a child of any ``layers`` group) holds data but no layer claimed it."""
+    stack = [root]
+    while stack:
+        group = stack.pop()
+        layers = group.children.get("layers")
+        if isinstance(layers, H5Group):
+            for child in layers.children.values():
+                if isinstance(child, H5Group):
+                    if id(child) not in claimed and _holds_data(child):
+                        return True
+                    stack.append(child)
+    return False
+
+
+def _groups_for_layers(src: H5Source, graph: ModelGraph) -> dict[str, H5Group | None]:
+    """Each config layer's group. First pass: groups at their expected names, trusted without a name check
+    when they hold no data; if any group holding data is then left unclaimed, the names did not line up,
+    and every group is checked against its ``name`` attribute."""
+    for trust_empty in (True, False):
+        groups: dict[str, H5Group | None] = {"": src.root}
+        by_name: dict[int, dict[str, H5Group]] = {}
+        for layer in graph.layers:
+            parent = groups.get(layer.container_path)
+            groups[layer.path] = _find_group(parent, layer.group, layer.name, by_name, trust_empty)
+        if not trust_empty or not _unclaimed_data(src.root, {id(g) for g in groups.values() if g is not None}):
+            break
+    return groups
+
+
 def index_with_graph(src: H5Source, graph: ModelGraph, warnings: list[str]) -> list[LayerRecord]:
     """Records for a model whose config we have: weights located through the config's layer order."""
-    groups: dict[str, H5Group | None] = {"": src.root}
+    groups = _groups_for_layers(src, graph)
     tensors: dict[str, list[RawTensor]] = {}
-    by_name: dict[int, dict[str, H5Group]] = {}
     for layer in graph.layers:
-        parent = groups.get(layer.container_path)
-        group = _find_group(parent, layer.group, layer.name, by_name)
-        groups[layer.path] = group
+        group = groups[layer.path]
         if group is None:
             continue
         if layer.is_container:

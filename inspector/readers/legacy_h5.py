@@ -110,6 +110,11 @@ def _resolve(group: H5Group, entry: str, datasets: list[tuple[str, H5Dataset]]) 
 
 def _group_entries(group: H5Group, path: str, where: str) -> list[tuple[str, H5Dataset]]:
     """(weight name, dataset) pairs of one layer group, in the writer's order."""
+    if not group.children:
+        # An empty group stores nothing, whatever a weight_names list might say: no attribute read (most
+        # layers of a deep model hold no weights). A config layer that should have weights is then
+        # reported as missing; a group that lost only some datasets still fails the check below.
+        return []
     datasets = list(group.datasets())
     if "weight_names" not in group.attrs:
         # No list (hand-made files): take every dataset, in HDF5 (alphabetical) order.
