@@ -283,3 +283,31 @@ def test_keras20_sequential_list_config(files: dict[str, Any], tmp_path: Path) -
         assert index.paths == ref.all_paths
         _check_layers(index, ref)
         assert index.input_shapes == [(None, 8, 8, 2)] == [index.layer("conv").input_shape]
+
+
+def test_known_variable_order_agrees_with_weight_names(files: dict[str, Any],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers of a known class are indexed without reading their weight_names list (their variable order
+    is known); every fixture must give exactly the index the list gives, and the fast path must be taken."""
+    from inspector.readers import legacy_h5
+
+    def describe(path: Path) -> list[tuple[str, list[tuple[str, tuple[int, ...], str]]]]:
+        with inspector.open_model(path) as index:
+            return [(layer.path, [(w.name, w.shape, w.location) for w in layer.weights]) for layer in index]
+
+    h5_files = {key: path for key, (path, _) in files.items() if path.suffix == ".h5"}
+    fast = {key: describe(path) for key, path in h5_files.items()}
+    taken = []
+    real = legacy_h5._in_known_order
+
+    def counting(*args: Any) -> Any:
+        out = real(*args)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(legacy_h5, "_in_known_order", counting)
+    for path in h5_files.values():
+        describe(path)
+    assert sum(taken) >= 10  # conv, BN and dense layers of the zoo in every writer's file
+    monkeypatch.setattr(legacy_h5, "_in_known_order", lambda *args: None)
+    assert {key: describe(path) for key, path in h5_files.items()} == fast

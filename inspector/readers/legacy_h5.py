@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import CorruptModelError, InspectorError
 from ..keras_config import ConfigLayer, ModelGraph, load_config_json, parse_model_config
-from ..kinds import CONTAINER_CLASSES, class_from_group_name, kind_of_class
+from ..kinds import CONTAINER_CLASSES, canonical_weight_name, class_from_group_name, kind_of_class, variable_names
 from ..records import FILTER_KINDS, LayerKind, LayerRecord, ModelFormat, ModelIndex
 from .build import infer_kind_from_weights, records_from_graph, weights_only_record
 from .h5tensors import RawTensor, dataset_tensor
@@ -108,14 +108,44 @@ def _resolve(group: H5Group, entry: str, datasets: list[tuple[str, H5Dataset]]) 
     return tail[0] if len(tail) == 1 else None
 
 
-def _group_entries(group: H5Group, path: str, where: str) -> list[tuple[str, H5Dataset]]:
-    """(weight name, dataset) pairs of one layer group, in the writer's order."""
+def _in_known_order(group: H5Group, datasets: list[tuple[str, H5Dataset]],
+                    layer: ConfigLayer) -> list[tuple[str, H5Dataset]] | None:
+    """A layer group's datasets in save order without reading its ``weight_names``, or None.
+
+    That list's entries are the datasets' paths in the group (``conv0/kernel``, ``conv0/kernel:0``); what it
+    adds is their order. When the layer's class has a known variable order (``kinds.variable_names``) and
+    the group holds exactly those variables, each at ``<group name>/<variable>``, as every writer stores
+    them, the order is known and the attribute (a string read per layer) is not needed. Anything else, a
+    nested path, a missing or an extra dataset, falls back to the list.
+    """
+    class_name = _base_class(layer)
+    names = variable_names(class_name, layer.config, len(datasets))
+    if names is None:
+        return None
+    prefix = group.name.rsplit("/", 1)[-1] + "/"
+    found: dict[str, tuple[str, H5Dataset]] = {}
+    for rel, ds in datasets:
+        variable = rel[len(prefix):] if rel.startswith(prefix) else ""
+        if not variable or "/" in variable:
+            return None
+        found.setdefault(canonical_weight_name(class_name, variable), (rel, ds))
+    if len(found) != len(names) or any(name not in found for name in names):
+        return None
+    return [found[name] for name in names]
+
+
+def _group_entries(group: H5Group, path: str, where: str,
+                   layer: ConfigLayer | None = None) -> list[tuple[str, H5Dataset]]:
+    """(weight name, dataset) pairs of one layer group, in the writer's order. ``layer`` is the plain
+    (not nested-model) config layer the group belongs to, when known."""
     if not group.children:
         # An empty group stores nothing, whatever a weight_names list might say: no attribute read (most
         # layers of a deep model hold no weights). A config layer that should have weights is then
         # reported as missing; a group that lost only some datasets still fails the check below.
         return []
     datasets = list(group.datasets())
+    if layer is not None and (known := _in_known_order(group, datasets, layer)) is not None:
+        return known
     if "weight_names" not in group.attrs:
         # No list (hand-made files): take every dataset, in HDF5 (alphabetical) order.
         return datasets
@@ -331,9 +361,9 @@ class _Tensors:
         self.size = os.path.getsize(self.path)
         self.needs_handle = False
 
-    def entries(self, group: H5Group, where: str) -> list[tuple[str, RawTensor]]:
+    def entries(self, group: H5Group, where: str, layer: ConfigLayer | None = None) -> list[tuple[str, RawTensor]]:
         out = []
-        for name, ds in _group_entries(group, self.path, where):
+        for name, ds in _group_entries(group, self.path, where, layer):
             raw = dataset_tensor(ds, name, file_path=self.path, image_size=self.size)
             self.needs_handle |= raw.needs_handle
             out.append((name, raw))
@@ -400,10 +430,11 @@ def _records_with_graph(tensors: _Tensors, weights_root: H5Group, layer_names: l
             raise CorruptModelError(
                 f"layer {name!r} is listed in model_weights but has no group; the file is damaged. "
                 f"Expected one group per name in layer_names. Received: {tensors.path}")
-        entries = tensors.entries(group, f"model_weights/{name}")
+        layer = top.get(name)
+        entries = tensors.entries(group, f"model_weights/{name}",
+                                  layer if layer is not None and not layer.is_container else None)
         if not entries:
             continue
-        layer = top.get(name)
         if layer is None:
             raws = _layer_raws(None, name, entries)
             unknown.append(weights_only_record(name, _hint(name, raws), raws,
