@@ -8,7 +8,7 @@ Models: a Functional chain of ``depth`` Conv2D layers (3x3, 8 channels) with an 
 conv (the residual pattern of deep CNNs): ``depth=2500`` gives 2,500 convs, 1,250 Adds and 3,751 layers.
 Written as ``.keras``, legacy ``.h5``, ``.weights.h5`` and a SavedModel (``model.export``), random weights.
 
-Per model, in this process and alternating the sides, median of ``--repeat`` runs:
+Per model, in a fresh process per case and alternating the sides, median of ``--repeat`` runs:
 
 * ``index``: ``open_model`` plus what ``inspector summary`` touches (every layer's shapes, parameter
   counts, the totals), then close and a full ``gc.collect()`` (``open_model`` pauses the cyclic collector;
@@ -226,11 +226,23 @@ def keras_time(path: Path, fmt: str, depth: int, timeout: float) -> float | None
 # -- main -------------------------------------------------------------------------------------------
 
 
+def measure_case(depth: int, fmt: str, repeat: int) -> dict[str, Any]:
+    """The in-process sides of one (depth, format) case: index and floor alternating, then the config parse."""
+    path = model_path(depth, fmt)
+    ours, floor = alternate(lambda: index_side(path), lambda: floor_walk(path, fmt), repeat)
+    config_s = statistics.median(timed(lambda: config_parse(path, fmt), repeat)) if fmt in ("keras", "h5") else None
+    from inspector.loader import open_model
+
+    with open_model(path) as index:
+        n_layers, n_tensors = len(index.layers), sum(len(x.weights) for x in index.layers)
+    return {"layers": n_layers, "tensors": n_tensors, "index_s": ours, "floor_s": floor, "config_s": config_s}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depths", nargs="+", type=int, default=list(DEPTHS))
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--cli-repeat", type=int, default=3)
     parser.add_argument("--make-only", action="store_true", help="only generate the models")
     parser.add_argument("--no-keras", action="store_true", help="skip the load_model column")
@@ -238,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up on load_model after this many seconds (reported as '> N s')")
     parser.add_argument("--reuse-keras", type=Path, default=None,
                         help="with --no-keras: take the load_model column from the JSON rows an earlier run printed")
+    parser.add_argument("--case", nargs=2, metavar=("DEPTH", "FORMAT"), default=None,
+                        help=argparse.SUPPRESS)  # internal: one case's in-process sides, printed as JSON
     args = parser.parse_args(argv)
     reused: dict[tuple[int, str], float] = {}
     if args.reuse_keras is not None:
@@ -251,24 +265,23 @@ def main(argv: list[str] | None = None) -> int:
         make(depth, args.formats)
     if args.make_only:
         return 0
+    if args.case is not None:
+        print(json.dumps(measure_case(int(args.case[0]), args.case[1], args.repeat)))
+        return 0
     rows = []
     for depth in args.depths:
         for fmt in args.formats:
             path = model_path(depth, fmt)
-            ours, floor = alternate(lambda p=path: index_side(p), lambda p=path, f=fmt: floor_walk(p, f),
-                                    args.repeat)
-            config_s = statistics.median(timed(lambda p=path, f=fmt: config_parse(p, f), args.repeat)) \
-                if fmt in ("keras", "h5") else None
+            # Each case in a fresh process, as a user's `inspector summary` runs: measured in one long-lived
+            # process, whichever format came second paid for the heap the first one left (10-15 % slower).
+            done = subprocess.run([sys.executable, __file__, "--case", str(depth), fmt, "--repeat", str(args.repeat)],
+                                  check=True, capture_output=True, text=True, cwd=ROOT)
+            case = json.loads(done.stdout.strip().splitlines()[-1])
             cli = cli_time(path, args.cli_repeat)
             keras_s = None if args.no_keras else keras_time(path, fmt, depth, args.keras_timeout)
-            from inspector.loader import open_model
-
-            with open_model(path) as index:
-                n_layers, n_tensors = len(index.layers), sum(len(x.weights) for x in index.layers)
             if args.no_keras and (depth, fmt) in reused:
                 keras_s = reused[depth, fmt]
-            row = {"depth": depth, "format": fmt, "layers": n_layers, "tensors": n_tensors, "index_s": ours,
-                   "floor_s": floor, "config_s": config_s, "cli_s": cli, "keras_s": keras_s,
+            row = {"depth": depth, "format": fmt, **case, "cli_s": cli, "keras_s": keras_s,
                    "keras_skipped": args.no_keras and keras_s is None}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -280,7 +293,8 @@ def write_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines = [
         "# Deep-model index speed (bench/deep_index.py)",
         "",
-        f"Median of {args.repeat} in-process runs per side (alternating), CLI median of {args.cli_repeat}; "
+        f"Median of {args.repeat} runs per side (alternating, one fresh process per case), "
+        f"CLI median of {args.cli_repeat}; "
         f"`load_model` once in a fresh process, time after imports. Python {sys.version.split()[0]}. "
         "The index side ends with a full `gc.collect()` (the collection `open_model` defers is charged to it). "
         "SavedModel floor: the checkpoint index entries + the checkpoint object graph decoded."
