@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,20 @@ def _small_cnn(name: str = "cnn") -> Any:
     L = keras.layers
     return keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv_a"), L.BatchNormalization(name="bn"),
                              L.DepthwiseConv2D(3, name="dw"), L.Flatten(), L.Dense(2, name="out")], name=name)
+
+
+@contextlib.contextmanager
+def _edited_weights(source: Path, target: Path) -> Iterator[h5py.File]:
+    """Copy a ``.keras`` archive to ``target``, with its ``model.weights.h5`` opened for editing in between."""
+    with zipfile.ZipFile(source) as src:
+        weights = target.with_suffix(".weights.h5")
+        weights.write_bytes(src.read("model.weights.h5"))
+        with h5py.File(weights, "r+") as h5:
+            yield h5
+        with zipfile.ZipFile(target, "w") as dst:
+            for member in ("metadata.json", "config.json"):
+                dst.writestr(member, src.read(member))
+            dst.write(weights, "model.weights.h5")
 
 
 def test_optimizer_state_is_not_a_layer(tmp_path: Path) -> None:
@@ -106,15 +122,8 @@ def test_keras_without_name_attributes(tmp_path: Path) -> None:
     model = _small_cnn()
     model.save(tmp_path / "new.keras")
     old = tmp_path / "old.keras"
-    with zipfile.ZipFile(tmp_path / "new.keras") as src:
-        weights = tmp_path / "w.h5"
-        weights.write_bytes(src.read("model.weights.h5"))
-        with h5py.File(weights, "r+") as h5:
-            h5.visititems(lambda name, obj: obj.attrs.__delitem__("name") if "name" in obj.attrs else None)
-        with zipfile.ZipFile(old, "w") as dst:
-            for member in ("metadata.json", "config.json"):
-                dst.writestr(member, src.read(member))
-            dst.write(weights, "model.weights.h5")
+    with _edited_weights(tmp_path / "new.keras", old) as h5:
+        h5.visititems(lambda name, obj: obj.attrs.__delitem__("name") if "name" in obj.attrs else None)
     with inspector.open_model(old) as index:
         assert [layer.path for layer in index] == [layer.name for layer in model.layers]
         np.testing.assert_array_equal(index.layer("dw").kernel.read(), model.get_layer("dw").kernel.numpy())
@@ -128,19 +137,12 @@ def test_keras_groups_out_of_line_with_class_names(tmp_path: Path) -> None:
     model = _small_cnn()
     model.save(tmp_path / "new.keras")
     edited = tmp_path / "moved.keras"
-    with zipfile.ZipFile(tmp_path / "new.keras") as src:
-        weights = tmp_path / "w.h5"
-        weights.write_bytes(src.read("model.weights.h5"))
-        with h5py.File(weights, "r+") as h5:
-            layers = h5["layers"]
-            expected = next(key for key in layers if layers[key]["vars"].attrs.get("name") == "conv_a")
-            layers.move(expected, "moved_elsewhere")
-            decoy = layers.create_group(expected).create_group("vars")
-            decoy.attrs["name"] = "not_conv_a"
-        with zipfile.ZipFile(edited, "w") as dst:
-            for member in ("metadata.json", "config.json"):
-                dst.writestr(member, src.read(member))
-            dst.write(weights, "model.weights.h5")
+    with _edited_weights(tmp_path / "new.keras", edited) as h5:
+        layers = h5["layers"]
+        expected = next(key for key in layers if layers[key]["vars"].attrs.get("name") == "conv_a")
+        layers.move(expected, "moved_elsewhere")
+        decoy = layers.create_group(expected).create_group("vars")
+        decoy.attrs["name"] = "not_conv_a"
     with inspector.open_model(edited) as index:
         assert [layer.params for layer in index] == [layer.count_params() for layer in model.layers]
         np.testing.assert_array_equal(index.layer("conv_a").kernel.read(), model.get_layer("conv_a").kernel.numpy())
