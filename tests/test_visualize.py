@@ -7,6 +7,7 @@ scikit-image's wheel), plus 200 random crops of them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,31 @@ def test_ratio_only_where_both_values_are_positive(digits: Any) -> None:
     ratios = vis.ratios()
     assert ratios is not None
     np.testing.assert_allclose(ratios, [2.0, np.nan, np.nan, np.nan])
+
+
+def test_eager_measuring_passes_fit_a_memory_budget(shapes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reference scoring runs the model eagerly, and an eager Functional call holds every intermediate tensor
+    until it returns: chunks are sized from the layers' activation bytes (64 reference crops of ResNet50 at
+    224 px peaked at 8 GB), and the chunking must not change a score."""
+    from inspector import visualize as vis
+
+    tap = vis._Tap(shapes, "relu3")
+    per_input = vis._activation_bytes(tap.feed, 32)
+    # By hand: every layer output on the way to relu3's input (batch axis dropped), 4 bytes per value.
+    by_hand = 4 * sum(math.prod(layer.output.shape[1:]) for layer in tap.feed.layers)
+    assert per_input == by_hand > 0
+    x = np.random.default_rng(0).uniform(0, 255, (23, *shapes.input_shape[1:])).astype(np.float32)
+    whole = vis.map_scores(shapes, "relu3", x, [0, 3, 5])
+    monkeypatch.setattr(vis, "EAGER_PASS_BYTES", 5 * per_input)
+    assert vis._eager_chunk(tap, x, 64) == 5
+    calls: list[int] = []
+    real_call = vis.kerascompat.call
+
+    def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "values":  # the measuring pass itself, not the layer calls inside it
+            calls.append(len(args[0]))
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(vis.kerascompat, "call", counting)
+    np.testing.assert_allclose(vis.map_scores(shapes, "relu3", x, [0, 3, 5]), whole, rtol=1e-5, atol=1e-6)
+    assert calls == [5, 5, 5, 5, 3]
