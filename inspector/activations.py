@@ -212,6 +212,13 @@ def capture(model: Any, x: Any, paths: Iterable[str], *, layout: str = "channels
     if layout not in ("channels_last", "native"):
         raise ValueError(f"layout must be 'channels_last' or 'native'. Received: {layout!r}")
     paths = list(paths)
+    if isinstance(x, np.ndarray) and x.ndim >= 2 and len(x) > 1:
+        # An eager pass holds every intermediate tensor of the batch (kerascompat.EAGER_PASS_BYTES): a
+        # folder of inputs runs in batches that fit, each layer's outputs joined afterwards.
+        step = kerascompat.eager_batch(model, x.shape, len(x))
+        if step < len(x):
+            parts = [capture(model, x[i:i + step], paths, layout=layout) for i in range(0, len(x), step)]
+            return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     result = capture_io(model, x, outputs=paths)
     resolved = _check_paths(model, paths)
     out: dict[str, np.ndarray] = {}

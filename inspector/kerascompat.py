@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -37,7 +38,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
-    "call", "deserialize", "first_line", "functional_graph", "import_keras", "input_operation_name",
+    "EAGER_PASS_BYTES", "activation_bytes", "call", "deserialize", "eager_batch", "first_line", "functional_graph",
+    "import_keras", "input_operation_name",
     "is_backend_error", "legacy_model_from_config", "prepare_environment", "run_graph", "set_verbose",
     "set_xla_variant", "standardize_inputs", "uses_xla_fallback",
 ]
@@ -225,6 +227,39 @@ def run_graph(functional: Any, inputs: Any, operation_fn: Callable[[Any], Callab
     ``inputs`` come from :func:`standardize_inputs`; the walk is what a plain eager ``model(x)`` does.
     """
     return functional._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+#: Memory one eager pass over a batch may hold. An eager Functional call (a plain ``model(x)`` or
+#: :func:`run_graph`) keeps every intermediate tensor until it returns: Keras holds the whole pass in one
+#: dict. A batch therefore costs the sum of all its layers' activations per input (about 106 MB for
+#: ResNet50 at 224 px up to ``conv3_block4_out``): 64 inputs at once took 8 GB.
+EAGER_PASS_BYTES = 512 * 2**20
+
+
+def activation_bytes(model: Any, fill: int) -> int:
+    """Bytes of every layer output of ``model`` (nested models' layers included) for one input, unknown
+    dimensions counted as ``fill``: what one input costs an eager pass. 0 when the model has no graph."""
+    total = 0
+    stack = list(getattr(model, "layers", []) or [])
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []) or [])
+        try:
+            outputs = layer.output
+        except (AttributeError, ValueError, RuntimeError):  # never called, or called more than once
+            continue
+        for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            shape = getattr(out, "shape", None)
+            if shape is not None:
+                total += 4 * math.prod(fill if d is None else int(d) for d in tuple(shape)[1:])
+    return total
+
+
+def eager_batch(model: Any, input_shape: tuple[int, ...], cap: int) -> int:
+    """Inputs per eager pass of ``model`` for inputs of ``input_shape`` (batch axis first): as many as
+    :data:`EAGER_PASS_BYTES` allows, at least 1, at most ``cap``."""
+    per_input = activation_bytes(model, max(input_shape[1:], default=1))
+    return max(1, min(cap, EAGER_PASS_BYTES // per_input)) if per_input else cap
 
 
 def input_operation_name(ref: Any) -> str:

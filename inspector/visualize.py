@@ -725,36 +725,10 @@ def map_scores(model: Any, layer: str, x: np.ndarray, maps: Sequence[int] | np.n
     return _measure(_Tap(model, path), lplan, obj, np.asarray(x, np.float32), np.asarray(maps), chunk)
 
 
-#: Memory one eager measuring pass may hold. An eager call of a Functional model keeps every intermediate
-#: tensor until the call returns (Keras holds the whole pass in one dict), so a batch costs the sum of
-#: all its layers' activations per input: about 90 MB for ResNet50 at 224 px up to ``conv3_block4_out``,
-#: which made 64-image chunks of the 200 reference crops peak at 8 GB.
-EAGER_PASS_BYTES = 512 * 2**20
-
-
-def _activation_bytes(model: Any, fill: int) -> int:
-    """Bytes of every layer output of ``model`` (nested models' layers included) for one input, unknown
-    dimensions counted as ``fill``: what one input costs an eager pass. 0 when the model has no graph."""
-    total = 0
-    stack = list(getattr(model, "layers", []) or [])
-    while stack:
-        layer = stack.pop()
-        stack.extend(getattr(layer, "layers", []) or [])
-        try:
-            outputs = layer.output
-        except (AttributeError, ValueError, RuntimeError):  # never called, or called more than once
-            continue
-        for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
-            shape = getattr(out, "shape", None)
-            if shape is not None:
-                total += 4 * math.prod(fill if d is None else int(d) for d in tuple(shape)[1:])
-    return total
-
-
 def _eager_chunk(tap: _Tap, x: np.ndarray, cap: int) -> int:
-    """Inputs per eager measuring pass: as many as :data:`EAGER_PASS_BYTES` allows, at most ``cap``."""
-    per_input = _activation_bytes(tap.feed if tap.feed is not None else tap.model, max(x.shape[1:], default=1))
-    return max(1, min(cap, EAGER_PASS_BYTES // per_input)) if per_input else cap
+    """Inputs per eager measuring pass (:func:`inspector.kerascompat.eager_batch`): the pass runs the
+    layer's feed model, or the whole model when the layer is reached by walking the graph."""
+    return kerascompat.eager_batch(tap.feed if tap.feed is not None else tap.model, x.shape, cap)
 
 
 def _measure(tap: _Tap, layer: _LayerPlan, objective: Objective, x: np.ndarray, maps: np.ndarray,

@@ -139,6 +139,40 @@ def test_capture_nested_layers_in_one_pass_matches_keras() -> None:
     assert list(only) == ["inner_seq/d_in"]  # keeps only what was asked for
 
 
+
+@pytest.mark.keras
+def test_capture_runs_a_big_batch_in_batches_that_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An eager pass holds every intermediate tensor of its batch, so a folder of inputs (compare's CKA) is
+    captured in batches that fit kerascompat.EAGER_PASS_BYTES; the joined outputs equal one pass."""
+    from inspector import kerascompat
+    from inspector.activations import capture, layer_paths
+
+    model = _nested_model()
+    x = np.random.default_rng(2).standard_normal((11, 6, 6, 2)).astype("float32")
+    paths = layer_paths(model)
+    whole = capture(model, x, paths)
+    per_input = kerascompat.activation_bytes(model, 6)
+    # By hand: every layer's output, nested models' layers included (raw ops such as the +1.0 are not
+    # layers and are not counted), 4 bytes per value.
+    outer = 6 * 6 * 2 + 6 * 6 * 4 * 2 + 6 * 6 * 3 + 2  # img, stem, act, inner_fn, inner_seq
+    inner = 6 * 6 * 4 + 6 * 6 * 3 + 6 * 6 * 3 + 5 + 2  # inner_fn's input layer and c_fn; flat, d_in, d_out
+    assert per_input == 4 * (outer + inner)
+    monkeypatch.setattr(kerascompat, "EAGER_PASS_BYTES", 4 * per_input)
+    passes: list[tuple[int, int]] = []  # (graph, batch) of every graph walk, nested models' included
+    real = kerascompat.run_graph
+    flatten = kerascompat.import_keras().tree.flatten
+
+    def counting(functional: Any, inputs: Any, fn: Any) -> Any:
+        passes.append((id(functional), int(flatten(inputs)[0].shape[0])))
+        return real(functional, inputs, fn)
+
+    monkeypatch.setattr(kerascompat, "run_graph", counting)
+    batched = capture(model, x, paths)
+    assert [batch for graph, batch in passes if graph == passes[0][0]] == [4, 4, 3]
+    assert list(batched) == list(whole)
+    for path in paths:
+        np.testing.assert_allclose(batched[path], whole[path], rtol=1e-6, atol=1e-6)
+
 @pytest.mark.keras
 def test_capture_channels_first_layout() -> None:
     import keras

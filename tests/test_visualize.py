@@ -301,13 +301,13 @@ def test_eager_measuring_passes_fit_a_memory_budget(shapes: Any, monkeypatch: py
     from inspector import visualize as vis
 
     tap = vis._Tap(shapes, "relu3")
-    per_input = vis._activation_bytes(tap.feed, 32)
+    per_input = vis.kerascompat.activation_bytes(tap.feed, 32)
     # By hand: every layer output on the way to relu3's input (batch axis dropped), 4 bytes per value.
     by_hand = 4 * sum(math.prod(layer.output.shape[1:]) for layer in tap.feed.layers)
     assert per_input == by_hand > 0
     x = np.random.default_rng(0).uniform(0, 255, (23, *shapes.input_shape[1:])).astype(np.float32)
     whole = vis.map_scores(shapes, "relu3", x, [0, 3, 5])
-    monkeypatch.setattr(vis, "EAGER_PASS_BYTES", 5 * per_input)
+    monkeypatch.setattr(vis.kerascompat, "EAGER_PASS_BYTES", 5 * per_input)
     assert vis._eager_chunk(tap, x, 64) == 5
     calls: list[int] = []
     real_call = vis.kerascompat.call
