@@ -144,6 +144,8 @@ class Manifest:
     rows: list[ManifestRow] = field(default_factory=list)
     #: The manifest files written by :meth:`write` (absolute or as given), so callers report what exists.
     written: list[str] = field(default_factory=list)
+    #: False when the export was stopped early (``export_batch(stop=...)``): the files hold the maps done.
+    complete: bool = True
 
     def write(self, formats: str | Sequence[str] = MANIFEST_FORMATS) -> list[Path]:
         """Write ``manifest.json`` / ``manifest.csv`` as asked; unknown formats are refused up front."""
@@ -153,8 +155,8 @@ class Manifest:
         if FileFormat.JSON in wanted:
             p = base / "manifest.json"
             with writing(p, option="the manifest"):
-                p.write_text(json.dumps({"source": self.source, "files": [asdict(r) for r in self.rows]},
-                                        indent=1))
+                p.write_text(json.dumps({"source": self.source, "complete": self.complete,
+                                         "files": [asdict(r) for r in self.rows]}, indent=1))
             written.append(p)
         if FileFormat.CSV in wanted:
             p = base / "manifest.csv"
@@ -222,14 +224,17 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                  fold_bn: bool | str = False, sort: str | None = None, stage: str | None = None,
                  dpi: float | None = None, max_kernels: int | None = None, per_page: int = 64,
                  scale: str = "shared", manifest: Sequence[str] = ("json", "csv"),
-                 progress: ProgressCallback | None = None, montage: bool = False) -> Manifest:
+                 progress: ProgressCallback | None = None, montage: bool = False,
+                 stop: Callable[[], bool] | None = None) -> Manifest:
     """Export the filters of many maps / layers (default: every map of every filter layer).
 
     Per layer ``L`` (file-safe name): ``L/map_0007.png|svg`` per map, ``L.pdf`` (one page per map),
     ``L.npz`` (all selected maps). Writes ``manifest.json`` / ``manifest.csv`` listing every file
     (``Manifest.written`` says which). ``layers``: a pattern string (comma-separated names, paths or
     globs) or a sequence of exact paths / LayerRecords. ``progress(done, total, what)`` is called after
-    each map; it may raise (e.g. a user's cancel) to stop the export, files written so far stay.
+    each map; it may raise to abandon the export (files written so far stay, no manifest). ``stop()`` is
+    asked after each map; when true, the export ends cleanly there: the current layer's PDF and NPZ hold
+    the maps done, no montage is drawn, and the manifest lists what was written with ``complete: false``.
 
     Nothing is dropped silently: a map with more input kernels than ``per_page`` gets several figure
     pages (``map_0007.png``, ``map_0007_p2.png``, ... and one PDF page each), so every kernel is in the
@@ -266,7 +271,16 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                                        str(path.relative_to(out)), path.stat().st_size, fs.bn_folded, note,
                                        index_text(sorted(int(c) for c in channels)), truncated))
 
+    stopped = False
+
+    def stopping() -> bool:  # asked before each map after the first, so a stop with nothing left is no stop
+        nonlocal stopped
+        stopped = stopped or (stop is not None and done > 0 and stop())
+        return stopped
+
     for step in plan:
+        if stopping():
+            break
         layer, indices = step.layer, step.maps
         name = safe_name(layer.path)
         sets: list[FilterSet] = []
@@ -279,6 +293,8 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
         pdf_truncated = False
         try:
             for j in indices:
+                if sets and stopping():
+                    break
                 fs, note = _set_for(layer, j, index, fold_bn, sort, step.stage)
                 if note:
                     notes.add(note)
@@ -291,8 +307,8 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
                 for page in range(n_pages if needs_figure else 0):
                     fig = plot_filterset(drawn, max_kernels=per_page, page=page, scale=scale,
                                          dpi=dpi or DEFAULT_DPI)
-                    start, stop = kernel_page(drawn, per_page, page)
-                    channels = drawn.input_channels[start:stop] if drawn.kernels.ndim > 1 else drawn.input_channels
+                    first, last = kernel_page(drawn, per_page, page)
+                    channels = drawn.input_channels[first:last] if drawn.kernels.ndim > 1 else drawn.input_channels
                     suffix = "" if page == 0 else f"_p{page + 1}"
                     for fmt in (FileFormat.PNG, FileFormat.SVG):
                         if fmt in fmts:
@@ -310,8 +326,8 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
             if pdf is not None:
                 with writing(out / f"{name}.pdf", option="the PDF"):
                     pdf.close()
-        span = index_text(indices)
-        if montage and sets:
+        span = index_text(indices[:len(sets)])
+        if montage and sets and not stopped:
             every_map = index_text(range(output_map_count(layer, step.stage)))
 
             def add_montage(fmt: str, path: Path, chans: Iterable[int], cut: bool, layer: LayerRecord = layer,
@@ -327,5 +343,6 @@ def export_batch(index: ModelIndex, out_dir: str | os.PathLike[str], *,
             path = save_npz(sets, out / f"{name}.npz", source=index.source)
             add(layer, sets[0], span, "npz", path, "; ".join(sorted(notes)),
                 {int(c) for fs in sets for c in fs.input_channels}, False)
+    result.complete = not stopped
     result.write(manifest_formats)
     return result

@@ -679,3 +679,33 @@ def test_visualize_page_on_a_weights_only_file_says_why() -> None:
     at = _app(model=SAMPLES / "digits_cnn.weights.h5", page="Visualize")
     errors = _errors(at)
     assert len(errors) == 1 and "weights only" in errors[0] and "to visualize its maps" in errors[0]
+
+
+def test_cancelled_export_zips_the_maps_done(tmp_path: Path) -> None:
+    """Cancel during an export ends it cleanly after the map in hand: the zip holds the maps done (figures,
+    the layer's NPZ with those maps, a manifest saying complete: false), and nothing of the next maps."""
+    from inspector.dashboard import jobs
+    from inspector.dashboard.page_export import build_zip
+    from inspector.export import load_npz
+
+    calls: list[int] = []
+
+    def progress(done: int, total: int, what: str) -> None:
+        calls.append(done)
+        if done >= 3:
+            raise jobs.JobCancelled
+
+    with open_model(SAMPLES / "digits_cnn.keras") as index:
+        layer = index.filter_layers()[1].path
+        data, done, manifest = build_zip(index, [layer], "0-9", ["png", "npz"], progress=progress)
+    assert calls == [1, 2, 3] and done == 3 and not manifest.complete
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = set(zf.namelist())
+        listed = json.loads(zf.read("manifest.json"))
+        stem = layer.replace("/", "__")
+        assert {f"{stem}/map_{j:04d}.png" for j in range(3)} <= names
+        assert not any(f"map_{j:04d}" in n for n in names for j in range(3, 10))
+        assert listed["complete"] is False and {r["path"] for r in listed["files"]} <= names
+        npz = zf.read(f"{stem}.npz")
+    (tmp_path / "partial.npz").write_bytes(npz)
+    assert [fs.map_index for fs in load_npz(tmp_path / "partial.npz")] == [0, 1, 2]

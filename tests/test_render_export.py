@@ -317,3 +317,35 @@ def test_montage_command_and_export(model_path, tmp_path, capsys) -> None:
     assert montage[("rgb", "png")]["path"] == "rgb/montage.png" and not montage[("rgb", "png")]["truncated"]
     # deep reads 512 channels: its maps x channels grid shows 64 of them and says so
     assert montage[("deep", "png")]["truncated"] and montage[("deep", "png")]["input_channels"] == "0-63"
+
+
+def test_cli_export_stops_cleanly_on_the_first_ctrl_c(tmp_path) -> None:
+    """The first Ctrl-C (SIGINT) ends the export after the map in hand: exit 130, every file the manifest
+    lists exists, the manifest says complete: false, and no further map was drawn."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    model = repo / "sample_models" / "shapes_rgb.keras"
+    proc = subprocess.Popen([sys.executable, "-m", "inspector", "export", str(model),
+                             "-o", str(out), "--format", "png", "--dpi", "150", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.png"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout and "Traceback" not in stderr and "stopping after this map" in stderr
+    listed = json.loads((out / "manifest.json").read_text())
+    assert listed["complete"] is False
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert {row["path"] for row in listed["files"]} == files and len(files) >= 3
+    with open_model(repo / "sample_models" / "shapes_rgb.keras") as index:
+        every_map = sum(layer.spec.filters or 0 for layer in index.filter_layers() if layer.spec is not None)
+    assert len(files) < every_map

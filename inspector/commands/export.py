@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..loader import open_model
 from ..service import BNFold, SortOrder, Stage, choices
@@ -45,14 +50,39 @@ def run(args: argparse.Namespace) -> int:
     parse_formats(args.format)  # a bad --format must not wait for the model to be indexed
     out_dir = prepare_folder(args.output, option="the -o export folder")  # before the model is opened
     progress = None if args.quiet else text_progress_bar(sys.stderr)
-    with open_model(args.model) as index:
+    with open_model(args.model) as index, _stop_on_first_interrupt() as stop:
         manifest = export_batch(
             index, out_dir, layers=args.layers, maps=args.maps, formats=args.format,
             fold_bn=args.fold_bn or False, sort=args.sort, stage=args.stage, dpi=args.dpi,
             max_kernels=args.max_kernels, per_page=args.per_page, montage=args.montage, manifest=args.manifest,
-            progress=progress)
+            progress=progress, stop=stop)
     layers = len({r.layer for r in manifest.rows})
     listed = " / ".join(Path(p).name for p in manifest.written)
     tail = f" ({listed} list{'s' if len(manifest.written) == 1 else ''} them)" if listed else ""
+    if not manifest.complete:
+        print(f"interrupted: wrote {len(manifest.rows)} file(s) for the maps done in {layers} layer(s) to "
+              f"{manifest.out_dir}{tail}; the manifest says complete: false")
+        return 130  # the shell's code for a run stopped by Ctrl-C
     print(f"wrote {len(manifest.rows)} file(s) for {layers} layer(s) to {manifest.out_dir}{tail}")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_first_interrupt() -> Iterator[Callable[[], bool]]:
+    """While exporting, the first Ctrl-C asks the export to stop after the map in hand (files and manifest
+    of the maps done are kept); a second one interrupts at once, as usual."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted.is_set  # signal handlers live in the main thread only
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, previous)
+        sys.stderr.write("\nstopping after this map (Ctrl-C again to abort at once)\n")
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield interrupted.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)

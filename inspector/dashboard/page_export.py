@@ -42,19 +42,25 @@ def build_zip(index: ModelIndex, layers: str | Sequence[str] | None, maps: str |
     """``export_batch`` into a temp folder, zipped: (zip bytes, number of maps exported, manifest).
 
     ``layers``: a list of exact layer paths, a pattern string (globs, commas) or None for every filter layer.
-    ``progress`` may raise to stop the export (the temp folder is removed all the same).
+    When ``progress`` raises :class:`~inspector.dashboard.jobs.JobCancelled` (the user's Cancel), the export
+    stops cleanly after that map and the zip holds the maps done (``manifest.complete`` is False).
     """
     maps_done = 0
+    cancelled = False
 
     def report(done: int, total: int, what: str) -> None:
-        nonlocal maps_done
+        nonlocal maps_done, cancelled
         maps_done = done
         if progress is not None:
-            progress(done, total, what)
+            try:
+                progress(done, total, what)
+            except jobs.JobCancelled:
+                cancelled = True
 
     with tempfile.TemporaryDirectory(prefix="inspector-export-") as tmp:
         manifest = export_batch(index, tmp, layers=layers, maps=maps or None, formats=formats, fold_bn=fold_bn,
-                                scale=scale, per_page=per_page, max_kernels=max_kernels, progress=report)
+                                scale=scale, per_page=per_page, max_kernels=max_kernels, progress=report,
+                                stop=lambda: cancelled)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for f in sorted(Path(tmp).rglob("*")):
@@ -152,16 +158,21 @@ def _result(job: ExportJob) -> None:
     if job.error is not None:
         st.error(job.error)
         return
-    if job.cancelled:
+    if job.cancelled or job.result is None:  # cancelled before the first map was done
         st.warning(f"Export cancelled after {job.done} of {job.total} maps ({seconds:.1f} s); nothing to download.")
         return
-    assert job.result is not None
     data, done, manifest = job.result
     rows = views.manifest_summary(manifest)
     truncated = sum(r["truncated maps"] for r in rows)
     maps = f"{done} map{'' if done == 1 else 's'}"
-    st.success(f"{maps} exported in {seconds:.1f} s: {len(manifest.rows)} files, "
-               f"{len(data) / 1e6:.2f} MB" + (f"; {truncated} maps truncated by the cap" if truncated else
-                                                 "; every kernel included"))
-    st.download_button("Download zip", data, job.name, "application/zip", key="exp_download", on_click="ignore")
+    text = (f"{len(manifest.rows)} files, {len(data) / 1e6:.2f} MB"
+            + (f"; {truncated} maps truncated by the cap" if truncated else "; every kernel included"))
+    if manifest.complete:
+        st.success(f"{maps} exported in {seconds:.1f} s: {text}")
+        label, name = "Download zip", job.name
+    else:
+        st.warning(f"Export cancelled after {maps} of {job.total} ({seconds:.1f} s); the zip holds those maps "
+                   f"(manifest.json says complete: false): {text}")
+        label, name = f"Download the {maps} exported", job.name.replace(".zip", "_partial.zip")
+    st.download_button(label, data, name, "application/zip", key="exp_download", on_click="ignore")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="exp_summary_table", width="stretch")
