@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -456,6 +457,13 @@ def test_export_of_a_512_channel_map_covers_every_channel_and_cancel(browser: ob
         _wait_idle(page)
         assert page.get_by_role("button", name="Download zip").count() == 0
         _shot(page, "16-export-cancelled")
+        # What was done before Cancel is offered, and says it is partial.
+        partial = page.get_by_role("button", name=re.compile(r"Download the \d+ maps? exported"))
+        done = int(re.search(r"\d+", partial.inner_text()).group())  # type: ignore[union-attr]
+        with zipfile.ZipFile(io.BytesIO(_download(page, partial.inner_text()))) as zf:
+            listed = json.loads(zf.read("manifest.json"))
+            assert listed["complete"] is False and {r["path"] for r in listed["files"]} <= set(zf.namelist())
+        assert 1 <= done < 48 and len({r["maps"] for r in listed["files"] if r["format"] == "png"}) == done
         assert not _errors(page)
 
 
