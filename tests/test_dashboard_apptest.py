@@ -709,3 +709,22 @@ def test_cancelled_export_zips_the_maps_done(tmp_path: Path) -> None:
         npz = zf.read(f"{stem}.npz")
     (tmp_path / "partial.npz").write_bytes(npz)
     assert [fs.map_index for fs in load_npz(tmp_path / "partial.npz")] == [0, 1, 2]
+
+
+@pytest.mark.keras
+def test_visualize_page_offers_layers_without_kernels() -> None:
+    """Feature visualization works on any layer's output (a ResNet block's Add, an activation), so the
+    Visualize page lists every layer but the inputs, while a kernel page still lists kernel layers only."""
+    at = _app_at({"page": "visualize", "layer": "relu1", "maps": "0-1", "steps": "4"})
+    assert not _errors(at) and not at.warning, (_errors(at), [w.value for w in at.warning])
+    assert at.selectbox(key="vis_layer").value == "relu1"
+    with open_model(SAMPLES / "digits_cnn.keras") as index:
+        every = [layer.path for layer in index.layers if layer.kind != "input"]
+        kernels = [layer.path for layer in index.filter_layers()]
+    assert at.selectbox(key="vis_layer").options == every and "relu1" not in kernels
+    at.button(key="vis_run").click().run()
+    job = finish_job(at, "_vis_job")
+    assert job.error is None and job.result is not None and not _errors(at)
+    at = _app_at({"page": "filters", "layer": "relu1"})
+    assert any("not a layer with kernels" in w.value for w in at.warning)
+    assert at.selectbox(key="flt_layer").options == kernels

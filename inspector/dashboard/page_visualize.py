@@ -27,7 +27,7 @@ def visualize_page(index: ModelIndex, key: loading.ModelKey) -> None:
         return
     left, right = st.columns([1, 3])
     with left:
-        layer = layer_choice_ui(index, prefix="vis")
+        layer = layer_choice_ui(index, prefix="vis", every_layer=True)  # any layer's maps, e.g. a block's output
         if layer is None:
             return
         st.session_state.setdefault("vis_maps", DEFAULT_MAPS)

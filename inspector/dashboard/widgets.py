@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from inspector.dashboard import loading, urlstate, views
-from inspector.records import ModelIndex
+from inspector.records import LayerKind, ModelIndex
 
 #: Kernel order choices (label -> ``sort`` argument), shared by the Filters page and the heat-map links.
 SORTS = {"input-channel order": None, "strongest first (L2 norm)": "norm"}
@@ -24,28 +24,34 @@ def show_picture(pic: views.Picture, caption: str) -> None:
         st.image(pic.png, caption=caption, width="stretch")
 
 
-def layer_choice_ui(index: ModelIndex, prefix: str = "flt") -> str | None:
-    """A searchable list of the layers that have kernels; returns the chosen path."""
-    layers = [layer.path for layer in index.filter_layers()]
+def layer_choice_ui(index: ModelIndex, prefix: str = "flt", *, every_layer: bool = False) -> str | None:
+    """A searchable list of the layers that have kernels (``every_layer``: of every layer but the inputs,
+    for pages that work on any layer's output); returns the chosen path. Without a choice yet, the first
+    layer with kernels is shown."""
+    kernels = [layer.path for layer in index.filter_layers()]
+    layers = [layer.path for layer in index.layers if layer.kind is not LayerKind.INPUT] if every_layer else kernels
+    what = "layers" if every_layer else "with kernels"
     if not layers:
-        st.info("This model has no layer with kernels (conv, depthwise, separable, transposed or dense).")
+        st.info("This model has no layer with kernels (conv, depthwise, separable, transposed or dense)."
+                if not every_layer else "This model has no layer besides its inputs.")
         return None
     search = st.text_input("Filter layers", key=f"{prefix}_layer_search", placeholder="e.g. conv").strip().lower()
     options = [p for p in layers if search in p.lower()] or layers
     wanted = st.session_state.get(f"{prefix}_layer")
     if wanted not in options:
+        first = next((p for p in kernels if p in options), options[0])
         if wanted is not None and st.session_state.get(urlstate.URL_LAYER_REQUEST) == wanted:
             try:  # a link may name a layer by its bare name: use its full path
                 full = index.layer(str(wanted)).path
             except Exception:
                 full = None
             if full not in layers:
-                st.warning(f"The link names layer '{wanted}', which is not a layer with kernels in this model; "
-                           f"showing {options[0]}.")
+                st.warning(f"The link names layer '{wanted}', which is not "
+                           f"{'a layer' if every_layer else 'a layer with kernels'} in this model; showing {first}.")
             wanted = full
-        st.session_state[f"{prefix}_layer"] = wanted if wanted in options else options[0]
+        st.session_state[f"{prefix}_layer"] = wanted if wanted in options else first
     st.session_state.pop(urlstate.URL_LAYER_REQUEST, None)
-    return st.selectbox(f"Layer ({len(options)} of {len(layers)} with kernels)", options, key=f"{prefix}_layer")
+    return st.selectbox(f"Layer ({len(options)} of {len(layers)} {what})", options, key=f"{prefix}_layer")
 
 
 def _step(key: str, delta: int, count: int) -> None:
