@@ -19,7 +19,7 @@ import pytest
 
 import inspector
 from inspector.errors import CorruptModelError
-from inspector.readers.protowire import Message, read_varint, signed64
+from inspector.readers.protowire import Message, WireError, read_varint, signed64
 from inspector.readers.tensorbundle import OBJECT_GRAPH_KEY, TensorBundle, read_sstable
 
 pytestmark = pytest.mark.keras
@@ -229,6 +229,42 @@ def test_protowire_decodes_protobuf_messages():
     assert read_varint(b"\xac\x02", 0) == (300, 2)
     assert signed64(2**64 - 1) == -1
 
+
+
+def test_protowire_references_equal_the_general_decoder():
+    """``Message.references`` (the object graphs' edge lists, decoded without a Message per edge) gives the
+    general decoder's pairs, and its errors, on references serialized by protobuf and on odd encodings."""
+    pytest.importorskip("google.protobuf")
+    from tensorflow.core.protobuf import saved_object_graph_pb2, trackable_object_graph_pb2
+
+    def general(message: Message) -> list[tuple[str, int]] | str:
+        try:
+            return [(m.string(2), m.int(1)) for m in message.messages(1)]
+        except WireError as exc:
+            return f"WireError {exc}"
+
+    def fast(message: Message) -> list[tuple[str, int]] | str:
+        try:
+            return message.references(1)
+        except WireError as exc:
+            return f"WireError {exc}"
+
+    node = trackable_object_graph_pb2.TrackableObjectGraph.TrackableObject()
+    for node_id, name in [(0, ""), (5, "kernel"), (127, "b"), (128, "c" * 127), (2**20, "é" * 100), (7, "x" * 300)]:
+        node.children.add(node_id=node_id, local_name=name)
+    saved = saved_object_graph_pb2.SavedObject()
+    saved.children.add(node_id=3, local_name="layer_with_weights-0")
+    for blob in (node.SerializeToString(), saved.SerializeToString()):
+        message = Message(blob)
+        assert fast(message) == general(message) and len(message.references(1)) >= 1
+    # Hand-made encodings: fields reversed or repeated (last wins), an unknown field, a truncated
+    # varint or string, a number where a message belongs.
+    odd = [b"\x12\x01a\x08\x05", b"\x08\x01\x08\x02\x12\x01a\x12\x01b", b"\x18\x07\x08\x05\x12\x01z",
+           b"\x08", b"\x08\xff", b"\x12\x05ab", b"\x12", b""]
+    for child in odd:
+        message = Message(b"\x0a" + bytes([len(child)]) + child)
+        assert fast(message) == general(message), child
+    assert fast(Message(b"\x08\x05")) == general(Message(b"\x08\x05"))
 
 # -- TensorFlow stays out, bad input gives one-line errors -------------------------------------------
 

@@ -210,6 +210,40 @@ class Message:
             out.append(Message(value))
         return out
 
+    def references(self, number: builtins.int) -> list[tuple[str, builtins.int]]:
+        """A repeated ``ObjectReference``-shaped field (``node_id = 1``, ``local_name = 2``) as
+        ``(local_name, node_id)`` pairs: what ``[(m.string(2), m.int(1)) for m in messages(number)]`` gives.
+
+        Object graphs hold one such reference per edge (tens of thousands in a deep model); this decodes
+        them without a Message per edge. Anything but the two fields in their usual wire types goes
+        through the general decoder, so the result and the errors are the same."""
+        out: list[tuple[str, builtins.int]] = []
+        for value in self._fields.get(number, []):
+            if isinstance(value, int):
+                raise WireError(f"field {number} is a number, expected a message")
+            name: builtins.bytes | memoryview = b""
+            node = 0
+            pos, end = 0, len(value)
+            while pos < end:
+                tag = value[pos]
+                if tag == 0x08 and pos + 1 < end and value[pos + 1] < 0x80:  # node_id, one-byte varint
+                    node = value[pos + 1]
+                    pos += 2
+                elif tag == 0x08 and pos + 1 < end:
+                    node, pos = read_varint(value, pos + 1)
+                elif tag == 0x12 and pos + 1 < end and value[pos + 1] < 0x80:  # local_name, short string
+                    length = value[pos + 1]
+                    if pos + 2 + length > end:
+                        raise WireError(f"field 2 claims {length} bytes but only {end - pos - 2} remain")
+                    name = value[pos + 2:pos + 2 + length]
+                    pos += 2 + length
+                else:  # another field, a long name or a multi-byte tag: the general decoder
+                    general = Message(value)
+                    name, node = general.bytes(2), general.int(1)
+                    break
+            out.append((bytes(name).decode("utf-8"), node))
+        return out
+
     def strings(self, number: builtins.int) -> list[str]:
         return [bytes(v).decode("utf-8") for v in self._fields.get(number, []) if not isinstance(v, int)]
 

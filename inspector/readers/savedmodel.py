@@ -132,7 +132,7 @@ def _read_saved_model_pb(path: str) -> SavedModelInfo:
         version = meta_graph.message(1).string(5) or None
         nodes: list[SavedNode] = []
         for obj in meta_graph.message(7).messages(1):
-            node = SavedNode(children=[(c.string(2), c.int(1)) for c in obj.messages(1)])
+            node = SavedNode(children=obj.references(1))
             if obj.has(4):
                 user = obj.message(4)
                 node.identifier = user.string(1)
@@ -489,10 +489,17 @@ def _records_without_metadata(ckpt: _Checkpoint, variables: list[Variable]) -> l
         records.append(record)
         kernel = next((v for name, v in members if name == "kernel"), None)
         kernel_attr[path] = _attribute_name(kernel.key) if kernel is not None else None
+    # The channels the next layer with weights reads, for each record: one backward pass (a forward search
+    # from every record would be quadratic in the depth).
+    next_in: list[int | None] = [None] * len(records)
+    seen: int | None = None
+    for i in range(len(records) - 1, -1, -1):
+        next_in[i] = seen
+        channels = _in_channels(records[i])
+        if channels is not None:
+            seen = channels
     for i, record in enumerate(records):
-        following = next((r for r in records[i + 1:] if _in_channels(r) is not None), None)
-        better = _refined_conv_class(record, _in_channels(following) if following else None,
-                                     kernel_attr.get(record.path))
+        better = _refined_conv_class(record, next_in[i], kernel_attr.get(record.path))
         if better:
             raws = [ckpt.raw(v, name, v.trainable) for name, v in groups[record.path]]
             refined = weights_only_record(record.path, better, raws)

@@ -336,7 +336,7 @@ def parse_object_graph(blob: bytes) -> list[TrackableNode]:
     """Decode a serialized TrackableObjectGraph (``nodes=1``; docs/formats.md §4.3)."""
     nodes = []
     for node_id, node in enumerate(Message(blob).messages(1)):
-        children = [(child.string(2), child.int(1)) for child in node.messages(1)]
+        children = node.references(1)
         attributes = [(a.string(1), a.string(2), a.string(3)) for a in node.messages(2)]
         slots = [(s.int(1), s.string(2), s.int(3)) for s in node.messages(3)]
         nodes.append(TrackableNode(node_id, children, attributes, slots))
