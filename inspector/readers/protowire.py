@@ -15,7 +15,7 @@ import builtins
 import struct
 from collections.abc import Iterator
 
-__all__ = ["Message", "WireError", "iter_fields", "read_varint", "signed64"]
+__all__ = ["Message", "WireError", "iter_fields", "read_varint", "signed64", "split_fields"]
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
@@ -52,7 +52,15 @@ def signed64(value: int) -> int:
 
 def iter_fields(buf: memoryview | bytes) -> Iterator[tuple[int, int, FieldValue]]:
     """Yield ``(field_number, wire_type, value)``; length-delimited values are memoryview slices."""
+    return iter(split_fields(buf))
+
+
+def split_fields(buf: memoryview | bytes) -> list[tuple[int, int, FieldValue]]:
+    """Every field of a message as ``(field_number, wire_type, value)``, in order; length-delimited values
+    are memoryview slices. A list, not a generator: a SavedModel of a deep model holds hundreds of
+    thousands of small messages, and a generator frame per field doubled their cost."""
     view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    out: list[tuple[int, int, FieldValue]] = []
     pos = 0
     end = len(view)
     while pos < end:
@@ -65,9 +73,13 @@ def iter_fields(buf: memoryview | bytes) -> Iterator[tuple[int, int, FieldValue]
         number, wire = tag >> 3, tag & 7
         if number == 0:
             raise WireError("field number 0")
+        value: FieldValue
         if wire == VARINT:
-            value, pos = read_varint(view, pos)
-            yield number, wire, value
+            if pos < end and view[pos] < 0x80:
+                value = view[pos]
+                pos += 1
+            else:
+                value, pos = read_varint(view, pos)
         elif wire == LENGTH:
             if pos < end and view[pos] < 0x80:
                 length = view[pos]
@@ -76,20 +88,22 @@ def iter_fields(buf: memoryview | bytes) -> Iterator[tuple[int, int, FieldValue]
                 length, pos = read_varint(view, pos)
             if pos + length > end:
                 raise WireError(f"field {number} claims {length} bytes but only {end - pos} remain")
-            yield number, wire, view[pos:pos + length]
+            value = view[pos:pos + length]
             pos += length
         elif wire == FIXED64:
             if pos + 8 > end:
                 raise WireError("fixed64 field runs past the end of the buffer")
-            yield number, wire, struct.unpack_from("<Q", view, pos)[0]
+            value = struct.unpack_from("<Q", view, pos)[0]
             pos += 8
         elif wire == FIXED32:
             if pos + 4 > end:
                 raise WireError("fixed32 field runs past the end of the buffer")
-            yield number, wire, struct.unpack_from("<I", view, pos)[0]
+            value = struct.unpack_from("<I", view, pos)[0]
             pos += 4
         else:
             raise WireError(f"unsupported wire type {wire} (field {number})")
+        out.append((number, wire, value))
+    return out
 
 
 class Message:
@@ -101,50 +115,8 @@ class Message:
     __slots__ = ("_fields",)
 
     def __init__(self, buf: memoryview | bytes) -> None:
-        # iter_fields inlined: a SavedModel of a deep model holds hundreds of thousands of small messages,
-        # and a generator frame per field doubles their cost. The checks are iter_fields' own.
-        view = buf if isinstance(buf, memoryview) else memoryview(buf)
         fields: dict[int, list[FieldValue]] = {}
-        pos = 0
-        end = len(view)
-        while pos < end:
-            tag = view[pos]
-            if tag < 0x80:
-                pos += 1
-            else:
-                tag, pos = read_varint(view, pos)
-            number, wire = tag >> 3, tag & 7
-            if number == 0:
-                raise WireError("field number 0")
-            value: FieldValue
-            if wire == VARINT:
-                if pos < end and view[pos] < 0x80:
-                    value = view[pos]
-                    pos += 1
-                else:
-                    value, pos = read_varint(view, pos)
-            elif wire == LENGTH:
-                if pos < end and view[pos] < 0x80:
-                    length = view[pos]
-                    pos += 1
-                else:
-                    length, pos = read_varint(view, pos)
-                if pos + length > end:
-                    raise WireError(f"field {number} claims {length} bytes but only {end - pos} remain")
-                value = view[pos:pos + length]
-                pos += length
-            elif wire == FIXED64:
-                if pos + 8 > end:
-                    raise WireError("fixed64 field runs past the end of the buffer")
-                value = struct.unpack_from("<Q", view, pos)[0]
-                pos += 8
-            elif wire == FIXED32:
-                if pos + 4 > end:
-                    raise WireError("fixed32 field runs past the end of the buffer")
-                value = struct.unpack_from("<I", view, pos)[0]
-                pos += 4
-            else:
-                raise WireError(f"unsupported wire type {wire} (field {number})")
+        for number, _, value in split_fields(buf):
             values = fields.get(number)
             if values is None:
                 fields[number] = [value]
